@@ -1,0 +1,52 @@
+# fleetlm/Makefile
+#
+# Build with PGXS.  `make run` starts a local demo server, `make test` runs
+# the whole suite (pg_regress + TAP) against private temporary servers.
+
+EXTENSION = fleetlm
+MODULE_big = fleetlm
+OBJS = \
+	src/fleetlm.o \
+	src/shmem.o \
+	src/record.o \
+	src/ring.o \
+	src/segment.o \
+	src/session.o \
+	src/spi_util.o \
+	src/walwriter.o \
+	src/applier.o \
+	src/append.o \
+	src/read.o \
+	src/admin.o
+
+DATA = sql/fleetlm--1.0.sql
+PGFILEDESC = "fleetlm - durable conversation store for LLM agents"
+
+REGRESS = fleetlm_setup fleetlm_core fleetlm_errors
+REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --load-extension=fleetlm
+
+PG_CPPFLAGS = -I$(srcdir)/src
+# -Wall comes from PostgreSQL's own flags; add -Wextra minus the noise that
+# PostgreSQL's headers produce with it.
+PG_CFLAGS = -Wextra -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers -Wno-clobbered
+
+PG_CONFIG ?= $(shell command -v pg_config 2>/dev/null || echo /usr/lib/postgresql/15/bin/pg_config)
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(OBJS): $(wildcard $(srcdir)/src/*.h)
+
+.PHONY: run stop test deps
+
+deps:
+	./scripts/deps.sh
+
+run:
+	./scripts/run.sh start
+
+stop:
+	./scripts/run.sh stop
+
+test:
+	./scripts/test.sh

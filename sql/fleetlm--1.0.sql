@@ -1,0 +1,175 @@
+/* fleetlm--1.0.sql: install script of the fleetlm extension */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION fleetlm" to load this file. \quit
+
+-------------------------------------------------------------------------
+-- Tables.  The applier writes messages; the SQL functions do the rest.
+-- messages.session_id is deliberately not a foreign key: the applier must
+-- never fail on a row that append() already acknowledged, and a per-row
+-- RI check would halve its speed.
+-------------------------------------------------------------------------
+
+CREATE TABLE fleetlm.sessions (
+    session_id  text        PRIMARY KEY,
+    user_id     text        NOT NULL,
+    agent_id    text        NOT NULL,
+    metadata    jsonb       NOT NULL DEFAULT '{}',
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX sessions_user_idx
+    ON fleetlm.sessions (user_id, created_at DESC, session_id DESC);
+
+CREATE TABLE fleetlm.messages (
+    session_id      text        NOT NULL,
+    seq             bigint      NOT NULL,
+    sender_id       text        NOT NULL,
+    recipient_id    text,
+    kind            text        NOT NULL,
+    content         jsonb       NOT NULL,
+    metadata        jsonb       NOT NULL DEFAULT '{}',
+    inserted_at     timestamptz NOT NULL,
+    idempotency_key text,
+    PRIMARY KEY (session_id, seq)
+);
+CREATE INDEX messages_idempotency_key_idx
+    ON fleetlm.messages (session_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE fleetlm.cursors (
+    session_id      text        NOT NULL,
+    participant_id  text        NOT NULL,
+    last_read_seq   bigint      NOT NULL,
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (session_id, participant_id)
+);
+
+CREATE TABLE fleetlm.agents (
+    agent_id    text        PRIMARY KEY,
+    name        text,
+    metadata    jsonb       NOT NULL DEFAULT '{}',
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- The applier's position, updated in the same transaction as the rows it
+-- inserts.  wal_id ties the table to the WAL directory it belongs to.
+CREATE TABLE fleetlm.wal_state (
+    one         boolean     PRIMARY KEY DEFAULT true CHECK (one),
+    applied_lsn bigint      NOT NULL DEFAULT 0,
+    wal_id      bigint,
+    applied_at  timestamptz
+);
+INSERT INTO fleetlm.wal_state DEFAULT VALUES;
+
+SELECT pg_catalog.pg_extension_config_dump('fleetlm.sessions', '');
+SELECT pg_catalog.pg_extension_config_dump('fleetlm.messages', '');
+SELECT pg_catalog.pg_extension_config_dump('fleetlm.cursors', '');
+SELECT pg_catalog.pg_extension_config_dump('fleetlm.agents', '');
+
+-------------------------------------------------------------------------
+-- Functions
+-------------------------------------------------------------------------
+
+CREATE FUNCTION fleetlm.create_session(
+    user_id     text,
+    agent_id    text,
+    metadata    jsonb DEFAULT '{}',
+    session_id  text  DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'fleetlm_create_session'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION fleetlm.append(
+    session_id  text,
+    sender_id   text,
+    kind        text,
+    content     jsonb,
+    metadata    jsonb DEFAULT '{}')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'fleetlm_append'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION fleetlm.messages(
+    session_id  text,
+    after_seq   bigint  DEFAULT 0,
+    max_count   integer DEFAULT 100)
+RETURNS SETOF fleetlm.messages
+AS 'MODULE_PATHNAME', 'fleetlm_messages'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+
+CREATE FUNCTION fleetlm.last_seq(session_id text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'fleetlm_last_seq'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION fleetlm.flush()
+RETURNS void
+AS 'MODULE_PATHNAME', 'fleetlm_flush'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION fleetlm.stats(
+    OUT state               text,
+    OUT inserted_lsn        bigint,
+    OUT written_lsn         bigint,
+    OUT durable_lsn         bigint,
+    OUT applied_lsn         bigint,
+    OUT appends             bigint,
+    OUT append_bytes        bigint,
+    OUT fsyncs              bigint,
+    OUT records_per_fsync   float8,
+    OUT fsync_time_ms       float8,
+    OUT applier_batches     bigint,
+    OUT applier_rows        bigint,
+    OUT applier_time_ms     float8,
+    OUT applier_errors      bigint,
+    OUT ring_size           bigint,
+    OUT ring_used           bigint,
+    OUT ring_space_waits    bigint,
+    OUT active_sessions     bigint,
+    OUT recovery_records    bigint,
+    OUT recovery_time_ms    float8,
+    OUT shmem_size          bigint,
+    OUT wal_directory       text,
+    OUT writer_error        text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'fleetlm_stats'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE VIEW fleetlm.stat AS SELECT * FROM fleetlm.stats();
+
+-------------------------------------------------------------------------
+-- Privileges: nothing for PUBLIC; fleetlm_reader reads, fleetlm_writer
+-- (a member of fleetlm_reader) also writes.  The functions run their
+-- statements as the extension owner, so the roles need no table rights.
+-------------------------------------------------------------------------
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'fleetlm_reader') THEN
+        CREATE ROLE fleetlm_reader NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'fleetlm_writer') THEN
+        CREATE ROLE fleetlm_writer NOLOGIN;
+    END IF;
+END
+$$;
+GRANT fleetlm_reader TO fleetlm_writer;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA fleetlm FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA fleetlm FROM PUBLIC;
+GRANT USAGE ON SCHEMA fleetlm TO fleetlm_reader;
+
+GRANT EXECUTE ON FUNCTION
+    fleetlm.messages(text, bigint, integer),
+    fleetlm.last_seq(text),
+    fleetlm.stats()
+TO fleetlm_reader;
+GRANT SELECT ON fleetlm.sessions, fleetlm.messages, fleetlm.cursors,
+    fleetlm.agents, fleetlm.stat
+TO fleetlm_reader;
+
+GRANT EXECUTE ON FUNCTION
+    fleetlm.create_session(text, text, jsonb, text),
+    fleetlm.append(text, text, text, jsonb, jsonb),
+    fleetlm.flush()
+TO fleetlm_writer;

@@ -1,0 +1,780 @@
+/*-------------------------------------------------------------------------
+ *
+ * applier.c
+ *	  The "fleetlm applier" background worker.
+ *
+ * At every start it runs recovery: connect to fleetlm.database, read the
+ * applied position from fleetlm.wal_state, read every valid record past it
+ * from the WAL segments into the ring, end the log at the first invalid
+ * record, and apply.  Then it sets READY and, every
+ * fleetlm.flush_interval, moves the durable records into fleetlm.messages:
+ * one transaction holds one multi-row INSERT (a saved plan over unnest() of
+ * arrays) and the update of fleetlm.wal_state.applied_lsn, committed with
+ * synchronous_commit = on.  The position is stored with the rows, so each
+ * record lands exactly once; `applied` is published, ring space released
+ * and segments recycled only after that commit.
+ *
+ * A failing batch (a lock, a trigger, a full disk) is rolled back, logged,
+ * and retried with exponential backoff; its records stay in the ring and
+ * the WAL, appends go on until the ring is full and then wait.
+ *
+ * src/applier.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "portability/instr_time.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "applier.h"
+#include "fleetlm.h"
+#include "record.h"
+#include "ring.h"
+#include "segment.h"
+#include "session.h"
+#include "shmem.h"
+#include "spi_util.h"
+#include "walwriter.h"
+
+#define APPLIER_MAX_BACKOFF_MS	10000
+#define APPLIER_EVICT_EVERY_MS	1000
+#define APPLIER_NCOLS			9
+
+/* Rows of one INSERT, as the columns' datums */
+typedef struct ApplyRows
+{
+	int			n;
+	int			cap;
+	Datum	   *cols[APPLIER_NCOLS];
+	bool	   *nulls[APPLIER_NCOLS];
+} ApplyRows;
+
+static const Oid apply_col_types[APPLIER_NCOLS] = {
+	TEXTOID,					/* session_id */
+	INT8OID,					/* seq */
+	TEXTOID,					/* sender_id */
+	TEXTOID,					/* recipient_id */
+	TEXTOID,					/* kind */
+	JSONBOID,					/* content */
+	JSONBOID,					/* metadata */
+	TIMESTAMPTZOID,				/* inserted_at */
+	TEXTOID						/* idempotency_key */
+};
+
+static MemoryContext applier_context = NULL;
+static MemoryContext batch_context = NULL;
+
+static void applier_shutdown(int code, Datum arg);
+static bool applier_read_state(uint64 *applied, bool *have_id, uint64 *wal_id);
+static void applier_store_wal_id(uint64 wal_id);
+static void applier_recover(void);
+static uint64 applier_scan(SegmentReader *reader, uint64 start, uint64 *nrecords);
+static void applier_report_end(SegmentReader *reader, uint64 end, const char *why);
+static void applier_apply_until(uint64 target);
+static uint64 applier_apply_batch(uint64 from, uint64 target, uint64 *nrows);
+static void applier_rows_add(ApplyRows *rows, FleetRecord *rec);
+static void applier_rows_flush(ApplyRows *rows);
+static void applier_delete_session(const char *session_id, int len);
+static void applier_publish(uint64 applied);
+static void applier_set_state(FleetState state);
+
+/*
+ * Register the worker; called from _PG_init.
+ */
+void
+applier_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	strcpy(worker.bgw_library_name, "fleetlm");
+	strcpy(worker.bgw_function_name, "applier_main");
+	strcpy(worker.bgw_name, "fleetlm applier");
+	strcpy(worker.bgw_type, "fleetlm applier");
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * Wake the applier early (a flush is requested, or the backlog is large).
+ */
+void
+applier_wake(void)
+{
+	Latch	   *latch = fleet_shared->applier_latch;
+
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+static void
+applier_shutdown(int code, Datum arg)
+{
+	fleet_shared->applier_latch = NULL;
+	fleet_shared->applier_pid = 0;
+}
+
+static void
+applier_set_state(FleetState state)
+{
+	pg_atomic_write_u32(&fleet_shared->state, (uint32) state);
+	ConditionVariableBroadcast(&fleet_shared->ready_cv);
+	walwriter_wake();
+}
+
+/*
+ * Read fleetlm.wal_state.  Returns false if the extension does not exist
+ * (yet) in fleetlm.database.
+ */
+static bool
+applier_read_state(uint64 *applied, bool *have_id, uint64 *wal_id)
+{
+	bool		found = false;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (OidIsValid(get_extension_oid("fleetlm", true)))
+	{
+		int			ret;
+
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		ret = SPI_execute("SELECT applied_lsn, wal_id FROM fleetlm.wal_state", true, 0);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("fleetlm.wal_state must hold exactly one row")));
+		else
+		{
+			bool		isnull;
+			Datum		d;
+
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			*applied = isnull ? 0 : (uint64) DatumGetInt64(d);
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+			*have_id = !isnull;
+			*wal_id = isnull ? 0 : (uint64) DatumGetInt64(d);
+			found = true;
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+	}
+	CommitTransactionCommand();
+	return found;
+}
+
+static void
+applier_store_wal_id(uint64 wal_id)
+{
+	Datum		values[1];
+	Oid			types[1] = {INT8OID};
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	values[0] = Int64GetDatum((int64) wal_id);
+	if (SPI_execute_with_args("UPDATE fleetlm.wal_state SET wal_id = $1",
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not store the fleetlm WAL identity");
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * Log where and why the log ends.  If valid records follow the invalid one
+ * (within the next 16 MB), the WAL is corrupt, not merely torn: say so
+ * loudly and keep a copy of the segment before it is truncated.
+ */
+static void
+applier_report_end(SegmentReader *reader, uint64 end, const char *why)
+{
+	uint64		seg = segment_start(end);
+	char		path[MAXPGPATH];
+	uint64		probe;
+	uint64		limit = end + Min(fleet_shared->segment_size * 2, (uint64) 16 * 1024 * 1024);
+
+	segment_path(seg, path, sizeof(path));
+	for (probe = end + 8; probe < limit; probe += 8)
+	{
+		FleetRecordHeader hdr;
+		char	   *rec;
+		bool		ok;
+
+		if (!segreader_read(reader, probe, (char *) &hdr, sizeof(hdr)))
+			break;
+		if (!record_header_sane(&hdr, probe))
+			continue;
+		rec = palloc(FLEET_REC_ALIGN(hdr.total_len));
+		ok = segreader_read(reader, probe, rec, hdr.total_len) && record_crc_ok(rec);
+		pfree(rec);
+		if (!ok)
+			continue;
+
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("fleetlm WAL is corrupt in segment \"%s\" at offset %llu: %s",
+						path, (unsigned long long) (end - seg), why),
+				 errdetail("A valid record follows at position %llu; recovery ends the log at position %llu and discards every record after it.",
+						   (unsigned long long) probe, (unsigned long long) end)));
+		segment_preserve(seg);
+		if (segment_start(probe) != seg)
+			segment_preserve(segment_start(probe));
+		return;
+	}
+	ereport(LOG,
+			(errmsg("fleetlm recovery: log ends at position %llu (segment \"%s\", offset %llu): %s",
+					(unsigned long long) end, path,
+					(unsigned long long) (end - seg), why)));
+}
+
+/*
+ * Read valid records from `start` into the ring, applying whenever the ring
+ * fills.  Returns the end of the log: the end of the last complete group of
+ * valid records.
+ */
+static uint64
+applier_scan(SegmentReader *reader, uint64 start, uint64 *nrecords)
+{
+	uint64		ring_size = fleet_shared->ring_size;
+	uint64		pos = start;
+	uint64		boundary = start;
+	const char *why = NULL;
+	char		whybuf[128];
+
+	*nrecords = 0;
+	for (;;)
+	{
+		FleetRecordHeader hdr;
+		char	   *rec;
+		Size		alen;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!segreader_read(reader, pos, (char *) &hdr, sizeof(hdr)))
+		{
+			why = "end of the segment files";
+			break;
+		}
+		if (hdr.total_len == 0 && hdr.lsn == 0)
+		{
+			why = "zeroed space";
+			break;
+		}
+		if (!record_header_sane(&hdr, pos))
+		{
+			if (hdr.lsn != pos && hdr.total_len >= sizeof(FleetRecordHeader))
+				snprintf(whybuf, sizeof(whybuf),
+						 "stale record of position %llu (bytes of a recycled segment)",
+						 (unsigned long long) hdr.lsn);
+			else
+				snprintf(whybuf, sizeof(whybuf),
+						 "invalid record header (length %u)", hdr.total_len);
+			why = whybuf;
+			break;
+		}
+		alen = FLEET_REC_ALIGN(hdr.total_len);
+		if (alen > ring_size)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("fleetlm WAL record at position %llu is %u bytes, larger than fleetlm.wal_buffers",
+							(unsigned long long) pos, hdr.total_len),
+					 errhint("Increase fleetlm.wal_buffers to at least %zu kB.",
+							 (size_t) (alen / 1024 + 1))));
+		rec = palloc0(alen);
+		if (!segreader_read(reader, pos, rec, hdr.total_len))
+		{
+			pfree(rec);
+			why = "record cut short by the end of the segment files";
+			break;
+		}
+		if (!record_crc_ok(rec))
+		{
+			pfree(rec);
+			why = "CRC mismatch";
+			break;
+		}
+
+		/* make room: apply complete groups read so far */
+		if (pos + alen - fleet_read_pos(&fleet_shared->applied) > ring_size)
+		{
+			applier_apply_until(boundary);
+			if (pos + alen - fleet_read_pos(&fleet_shared->applied) > ring_size)
+				ereport(ERROR,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("a group of fleetlm WAL records at position %llu does not fit fleetlm.wal_buffers",
+								(unsigned long long) boundary)));
+		}
+		ring_write(pos, rec, alen);
+		pfree(rec);
+		pos += alen;
+		(*nrecords)++;
+		fleet_write_pos(&fleet_shared->inserted, pos);
+		fleet_write_pos(&fleet_shared->written, pos);
+		if ((hdr.flags & FLEET_RECF_MORE) == 0)
+		{
+			boundary = pos;
+			fleet_write_pos(&fleet_shared->durable, pos);
+		}
+	}
+	if (boundary != pos)
+	{
+		snprintf(whybuf, sizeof(whybuf),
+				 "incomplete group of records (%s after it)", why);
+		why = whybuf;
+	}
+	applier_report_end(reader, boundary, why);
+	return boundary;
+}
+
+/*
+ * Recovery, run at every start of the applier before READY.
+ */
+static void
+applier_recover(void)
+{
+	uint64		applied = 0;
+	uint64		wal_id = 0;
+	bool		have_id = false;
+	bool		fresh;
+	bool		logged = false;
+	uint64		start;
+	uint64		end;
+	uint64		nrecords;
+	SegmentReader reader;
+	instr_time	t0,
+				t1;
+
+	applier_set_state(FLEET_STATE_STARTING);
+
+	/* wait for CREATE EXTENSION in fleetlm.database */
+	while (!applier_read_state(&applied, &have_id, &wal_id))
+	{
+		if (!logged)
+			ereport(LOG,
+					(errmsg("fleetlm applier: extension \"fleetlm\" is not installed in database \"%s\"; waiting",
+							fleetlm_database)));
+		logged = true;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, FLEETLM_WAIT_EVENT);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+
+	INSTR_TIME_SET_CURRENT(t0);
+	applier_set_state(FLEET_STATE_RECOVERING);
+
+	wal_id = segment_init_directory(have_id, wal_id, &fresh);
+	if (fresh)
+		applier_store_wal_id(wal_id);
+	fleet_shared->wal_id = wal_id;
+
+	start = Max(applied, FLEET_FIRST_LSN);
+	pg_atomic_write_u64(&fleet_shared->applied, start);
+	pg_atomic_write_u64(&fleet_shared->durable, start);
+	pg_atomic_write_u64(&fleet_shared->written, start);
+	pg_atomic_write_u64(&fleet_shared->inserted, start);
+
+	segreader_init(&reader);
+	end = applier_scan(&reader, start, &nrecords);
+	segreader_close(&reader);
+
+	segment_truncate_after(end);
+	fleet_write_pos(&fleet_shared->inserted, end);
+	fleet_write_pos(&fleet_shared->written, end);
+	fleet_write_pos(&fleet_shared->durable, end);
+	applier_apply_until(end);
+	segment_maintain(end, end);
+
+	INSTR_TIME_SET_CURRENT(t1);
+	INSTR_TIME_SUBTRACT(t1, t0);
+	pg_atomic_write_u64(&fleet_shared->recovery_records, nrecords);
+	pg_atomic_write_u64(&fleet_shared->recovery_usec, INSTR_TIME_GET_MICROSEC(t1));
+	pg_atomic_write_u64(&fleet_shared->recovery_end_lsn, end);
+	pg_atomic_write_u32(&fleet_shared->recovered_once, 1);
+
+	ereport(LOG,
+			(errmsg("fleetlm recovery complete: replayed %llu records from position %llu to %llu in %.1f ms",
+					(unsigned long long) nrecords, (unsigned long long) start,
+					(unsigned long long) end, INSTR_TIME_GET_MILLISEC(t1))));
+	applier_set_state(FLEET_STATE_READY);
+}
+
+static void
+applier_rows_add(ApplyRows *rows, FleetRecord *rec)
+{
+	FleetRecordHeader *h = rec->hdr;
+	int			i = rows->n;
+
+	if (rows->n == rows->cap)
+	{
+		int			newcap = rows->cap == 0 ? 256 : rows->cap * 2;
+
+		for (int c = 0; c < APPLIER_NCOLS; c++)
+		{
+			if (rows->cap == 0)
+			{
+				rows->cols[c] = palloc(newcap * sizeof(Datum));
+				rows->nulls[c] = palloc(newcap * sizeof(bool));
+			}
+			else
+			{
+				rows->cols[c] = repalloc(rows->cols[c], newcap * sizeof(Datum));
+				rows->nulls[c] = repalloc(rows->nulls[c], newcap * sizeof(bool));
+			}
+		}
+		rows->cap = newcap;
+	}
+	for (int c = 0; c < APPLIER_NCOLS; c++)
+		rows->nulls[c][i] = false;
+
+	rows->cols[0][i] = PointerGetDatum(cstring_to_text_with_len(rec->session_id, h->session_len));
+	rows->cols[1][i] = Int64GetDatum(h->seq);
+	rows->cols[2][i] = PointerGetDatum(cstring_to_text_with_len(rec->sender_id, h->sender_len));
+	if (h->recipient_len > 0)
+		rows->cols[3][i] = PointerGetDatum(cstring_to_text_with_len(rec->recipient_id, h->recipient_len));
+	else
+		rows->nulls[3][i] = true;
+	rows->cols[4][i] = PointerGetDatum(cstring_to_text_with_len(rec->kind, h->kind_len));
+	rows->cols[5][i] = PointerGetDatum(rec->content);
+	rows->cols[6][i] = PointerGetDatum(rec->metadata);
+	rows->cols[7][i] = TimestampTzGetDatum(h->created_at);
+	if (h->key_len > 0)
+		rows->cols[8][i] = PointerGetDatum(cstring_to_text_with_len(rec->key, h->key_len));
+	else
+		rows->nulls[8][i] = true;
+	rows->n++;
+}
+
+/*
+ * Insert the accumulated rows with one statement.
+ */
+static void
+applier_rows_flush(ApplyRows *rows)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[APPLIER_NCOLS];
+	Datum		args[APPLIER_NCOLS];
+	int			ret;
+
+	if (rows->n == 0)
+		return;
+	for (int c = 0; c < APPLIER_NCOLS; c++)
+	{
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+		int			dims[1] = {rows->n};
+		int			lbs[1] = {1};
+
+		argtypes[c] = get_array_type(apply_col_types[c]);
+		get_typlenbyvalalign(apply_col_types[c], &typlen, &typbyval, &typalign);
+		args[c] = PointerGetDatum(construct_md_array(rows->cols[c], rows->nulls[c],
+													 1, dims, lbs,
+													 apply_col_types[c],
+													 typlen, typbyval, typalign));
+	}
+	plan = fleet_spi_plan(&plan,
+						  "INSERT INTO fleetlm.messages"
+						  " (session_id, seq, sender_id, recipient_id, kind,"
+						  "  content, metadata, inserted_at, idempotency_key)"
+						  " SELECT * FROM pg_catalog.unnest($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+						  APPLIER_NCOLS, argtypes);
+	ret = SPI_execute_plan(plan, args, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "fleetlm applier: insert failed: %s", SPI_result_code_string(ret));
+	rows->n = 0;
+}
+
+/*
+ * Apply a DELETE_SESSION record: the session, its messages and cursors go.
+ * Rows of the session earlier in this batch were flushed just before, so
+ * they go too.
+ */
+static void
+applier_delete_session(const char *session_id, int len)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+
+	plan = fleet_spi_plan(&plan,
+						  "WITH m AS (DELETE FROM fleetlm.messages"
+						  "             WHERE session_id OPERATOR(pg_catalog.=) $1),"
+						  "     c AS (DELETE FROM fleetlm.cursors"
+						  "             WHERE session_id OPERATOR(pg_catalog.=) $1)"
+						  " DELETE FROM fleetlm.sessions"
+						  "  WHERE session_id OPERATOR(pg_catalog.=) $1",
+						  1, argtypes);
+	args[0] = PointerGetDatum(cstring_to_text_with_len(session_id, len));
+	if (SPI_execute_plan(plan, args, NULL, false, 0) < 0)
+		elog(ERROR, "fleetlm applier: delete of session failed");
+}
+
+/*
+ * One transaction: apply records from `from` up to `target` or
+ * fleetlm.flush_batch_size records, store the new position, commit.
+ * Returns the new applied position.
+ */
+static uint64
+applier_apply_batch(uint64 from, uint64 target, uint64 *nrows)
+{
+	static SPIPlanPtr state_plan = NULL;
+	Oid			state_types[1] = {INT8OID};
+	Datum		state_args[1];
+	ApplyRows	rows;
+	uint64		pos = from;
+	int			nrec = 0;
+	MemoryContext oldcxt;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "fleetlm: applying messages");
+	oldcxt = MemoryContextSwitchTo(batch_context);
+
+	memset(&rows, 0, sizeof(rows));
+	*nrows = 0;
+	while (pos < target && nrec < fleetlm_flush_batch_size)
+	{
+		char	   *buf = ring_read_record(pos);
+		FleetRecord rec;
+
+		record_decode(buf, &rec);
+		if (rec.hdr->type == FLEET_REC_APPEND)
+		{
+			applier_rows_add(&rows, &rec);
+			(*nrows)++;
+		}
+		else if (rec.hdr->type == FLEET_REC_DELETE_SESSION)
+		{
+			applier_rows_flush(&rows);
+			applier_delete_session(rec.session_id, rec.hdr->session_len);
+		}
+		pos += FLEET_REC_ALIGN(rec.hdr->total_len);
+		nrec++;
+	}
+	applier_rows_flush(&rows);
+
+	state_plan = fleet_spi_plan(&state_plan,
+								"UPDATE fleetlm.wal_state"
+								" SET applied_lsn = $1, applied_at = pg_catalog.now()",
+								1, state_types);
+	state_args[0] = Int64GetDatum((int64) pos);
+	if (SPI_execute_plan(state_plan, state_args, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_processed != 1)
+		elog(ERROR, "fleetlm applier: could not update fleetlm.wal_state");
+
+	MemoryContextSwitchTo(oldcxt);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextReset(batch_context);
+	return pos;
+}
+
+/*
+ * Make `applied` visible: readers walking the ring hold reclaim_lock, so
+ * they never read bytes an insert may now overwrite.
+ */
+static void
+applier_publish(uint64 applied)
+{
+	LWLockAcquire(fleet_shared->reclaim_lock, LW_EXCLUSIVE);
+	fleet_write_pos(&fleet_shared->applied, applied);
+	LWLockRelease(fleet_shared->reclaim_lock);
+	ConditionVariableBroadcast(&fleet_shared->space_cv);
+	ConditionVariableBroadcast(&fleet_shared->applied_cv);
+}
+
+/*
+ * Apply everything in [applied, target), in as many batches as it takes.
+ * Errors propagate to the caller.
+ */
+static void
+applier_apply_until(uint64 target)
+{
+	uint64		applied = fleet_read_pos(&fleet_shared->applied);
+
+	while (applied < target)
+	{
+		instr_time	t0,
+					t1;
+		uint64		nrows;
+
+		CHECK_FOR_INTERRUPTS();
+		INSTR_TIME_SET_CURRENT(t0);
+		applied = applier_apply_batch(applied, target, &nrows);
+		INSTR_TIME_SET_CURRENT(t1);
+		INSTR_TIME_SUBTRACT(t1, t0);
+		applier_publish(applied);
+		fleet_count(&fleet_shared->applier_batches, 1);
+		fleet_count(&fleet_shared->applier_rows, nrows);
+		fleet_count(&fleet_shared->applier_usec, INSTR_TIME_GET_MICROSEC(t1));
+	}
+}
+
+/*
+ * Main loop of the applier.
+ */
+void
+applier_main(Datum main_arg)
+{
+	int			backoff_ms = 0;
+	TimestampTz last_evict = 0;
+	uint64		last_applied_seg = UINT64_MAX;
+	uint64		last_written_seg = UINT64_MAX;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	fleet_shared->applier_pid = MyProcPid;
+	fleet_shared->applier_latch = MyLatch;
+	before_shmem_exit(applier_shutdown, (Datum) 0);
+
+	BackgroundWorkerInitializeConnection(fleetlm_database, NULL, 0);
+	SetConfigOption("application_name", "fleetlm applier", PGC_USERSET, PGC_S_OVERRIDE);
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	pgstat_report_appname("fleetlm applier");
+
+	applier_context = AllocSetContextCreate(TopMemoryContext, "fleetlm applier",
+											ALLOCSET_DEFAULT_SIZES);
+	batch_context = AllocSetContextCreate(applier_context, "fleetlm applier batch",
+										  ALLOCSET_DEFAULT_SIZES);
+
+	/* a restart after an error while READY keeps going where it was */
+	if (pg_atomic_read_u32(&fleet_shared->state) != FLEET_STATE_READY)
+		applier_recover();
+
+	for (;;)
+	{
+		uint64		applied;
+		uint64		durable;
+		int			rc;
+		long		timeout;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		pg_atomic_write_u32(&fleet_shared->flush_requested, 0);
+		durable = fleet_read_pos(&fleet_shared->durable);
+		applied = fleet_read_pos(&fleet_shared->applied);
+		if (durable > applied)
+		{
+			MemoryContext cxt = CurrentMemoryContext;
+
+			PG_TRY();
+			{
+				applier_apply_until(durable);
+				if (backoff_ms > 0)
+					ereport(LOG, (errmsg("fleetlm applier is applying again")));
+				backoff_ms = 0;
+			}
+			PG_CATCH();
+			{
+				ErrorData  *edata;
+
+				MemoryContextSwitchTo(cxt);
+				edata = CopyErrorData();
+				FlushErrorState();
+				AbortCurrentTransaction();
+				MemoryContextReset(batch_context);
+				pgstat_report_activity(STATE_IDLE, NULL);
+				pg_atomic_fetch_add_u64(&fleet_shared->applier_errors, 1);
+				backoff_ms = backoff_ms == 0 ? 100 : Min(backoff_ms * 2, APPLIER_MAX_BACKOFF_MS);
+				ereport(WARNING,
+						(errcode(edata->sqlerrcode),
+						 errmsg("fleetlm applier could not apply messages: %s", edata->message),
+						 errdetail("The messages stay in the WAL and the ring; retrying in %d ms.",
+								   backoff_ms)));
+				FreeErrorData(edata);
+			}
+			PG_END_TRY();
+		}
+
+		/* housekeeping, off the append path */
+		applied = fleet_read_pos(&fleet_shared->applied);
+		{
+			uint64		written = fleet_read_pos(&fleet_shared->written);
+
+			if (segment_start(applied) != last_applied_seg ||
+				segment_start(written) != last_written_seg)
+			{
+				segment_maintain(applied, written);
+				last_applied_seg = segment_start(applied);
+				last_written_seg = segment_start(written);
+			}
+		}
+		{
+			bool		crowded = session_count() > fleetlm_max_active_sessions * 3 / 4;
+			TimestampTz now = GetCurrentTimestamp();
+
+			if (crowded ||
+				TimestampDifferenceExceeds(last_evict, now, APPLIER_EVICT_EVERY_MS))
+			{
+				(void) session_evict(applied, crowded);
+				last_evict = now;
+			}
+		}
+
+		/*
+		 * Sleep until the next round.  While backing off after an error,
+		 * wake-ups only serve interrupts: appenders poke us when the ring
+		 * fills, which is exactly when retrying in a tight loop would hurt.
+		 */
+		timeout = backoff_ms > 0 ? backoff_ms : fleetlm_flush_interval_ms;
+		{
+			TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout);
+
+			for (;;)
+			{
+				long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+				if (left <= 0)
+					break;
+				rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							   left, FLEETLM_WAIT_EVENT);
+				if (rc & WL_LATCH_SET)
+				{
+					ResetLatch(MyLatch);
+					CHECK_FOR_INTERRUPTS();
+					if (ConfigReloadPending || backoff_ms == 0)
+						break;
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,31 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *	  Differences between the PostgreSQL major versions fleetlm builds on.
+ *
+ * fleetlm targets PostgreSQL 15 and keeps 16 and 17 compiling.  Every
+ * version test lives here, so the rest of the code reads as if there were
+ * one PostgreSQL.
+ *
+ * src/compat.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef FLEETLM_COMPAT_H
+#define FLEETLM_COMPAT_H
+
+#include "utils/wait_event.h"
+
+#if PG_VERSION_NUM < 150000
+#error "fleetlm requires PostgreSQL 15 or later"
+#endif
+
+/*
+ * Wait events: named custom wait events arrived in 17.  Until then every
+ * wait of ours reports PG_WAIT_EXTENSION.
+ */
+#define FLEETLM_WAIT_EVENT	PG_WAIT_EXTENSION
+
+/* pg_prng and InitMaterializedSRF exist from 15 on; nothing to map. */
+
+#endif							/* FLEETLM_COMPAT_H */

@@ -1,0 +1,177 @@
+/*-------------------------------------------------------------------------
+ *
+ * fleetlm.c
+ *	  Module entry point: GUCs, shared memory hooks, background workers.
+ *
+ * fleetlm is a durable conversation store for LLM agents.  Appends are
+ * fsynced to fleetlm's own WAL by the "fleetlm wal writer" worker (group
+ * commit) before they return; the "fleetlm applier" worker moves them into
+ * ordinary tables every fleetlm.flush_interval.  See DESIGN.md.
+ *
+ * src/fleetlm.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "applier.h"
+#include "fleetlm.h"
+#include "shmem.h"
+#include "walwriter.h"
+
+PG_MODULE_MAGIC;
+
+char	   *fleetlm_database = NULL;
+char	   *fleetlm_wal_directory = NULL;
+int			fleetlm_wal_buffers_kb = 16384;
+int			fleetlm_wal_segment_size_mb = 16;
+int			fleetlm_max_active_sessions = 16384;
+int			fleetlm_max_message_size_kb = 1024;
+int			fleetlm_flush_interval_ms = 300;
+int			fleetlm_flush_batch_size = 10000;
+bool		fleetlm_synchronous_append = true;
+int			fleetlm_startup_timeout_ms = 30000;
+
+void		_PG_init(void);
+
+static void fleetlm_define_gucs(void);
+
+static void
+fleetlm_define_gucs(void)
+{
+	DefineCustomStringVariable("fleetlm.database",
+							   "Database that holds fleetlm's tables; the applier connects to it.",
+							   NULL,
+							   &fleetlm_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("fleetlm.wal_directory",
+							   "Directory of fleetlm's WAL segments, relative to the data directory or absolute.",
+							   "Point it at a fast disk (NVMe) of its own.",
+							   &fleetlm_wal_directory,
+							   "fleetlm_wal",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.wal_buffers",
+							"Size of the shared ring that holds messages until they are applied.",
+							"Appends wait for space when the applier falls this far behind.",
+							&fleetlm_wal_buffers_kb,
+							16384,
+							1024,
+							1024 * 1024,
+							PGC_POSTMASTER,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.wal_segment_size",
+							"Size of each fleetlm WAL segment file.",
+							"Fixed when the WAL directory is created.",
+							&fleetlm_wal_segment_size_mb,
+							16,
+							1,
+							1024,
+							PGC_POSTMASTER,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.max_active_sessions",
+							"Sessions the shared session table can hold at once.",
+							"Sessions with unapplied or recent messages stay in it; idle ones are evicted.",
+							&fleetlm_max_active_sessions,
+							16384,
+							16,
+							INT_MAX / 1024,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.max_message_size",
+							"Largest content plus metadata of one message.",
+							"At most a quarter of fleetlm.wal_buffers.",
+							&fleetlm_max_message_size_kb,
+							1024,
+							1,
+							256 * 1024,
+							PGC_POSTMASTER,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.flush_interval",
+							"Time between the applier's moves of durable messages into tables.",
+							NULL,
+							&fleetlm_flush_interval_ms,
+							300,
+							1,
+							60000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.flush_batch_size",
+							"Most messages the applier moves in one transaction.",
+							NULL,
+							&fleetlm_flush_batch_size,
+							10000,
+							1,
+							1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("fleetlm.synchronous_append",
+							 "Whether append waits until its message is fsynced to the fleetlm WAL.",
+							 "Off returns once the message is in shared memory; a crash may lose the last few milliseconds.",
+							 &fleetlm_synchronous_append,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.startup_timeout",
+							"How long a call waits for fleetlm to finish recovery before failing.",
+							NULL,
+							&fleetlm_startup_timeout_ms,
+							30000,
+							0,
+							INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("fleetlm");
+}
+
+/*
+ * Module load.  Shared memory and workers exist only when the library is
+ * preloaded; otherwise the GUCs are defined and every function that needs
+ * shared memory says how to fix the configuration.
+ */
+void
+_PG_init(void)
+{
+	fleetlm_define_gucs();
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	if ((uint64) fleetlm_max_message_size_kb * 4 > (uint64) fleetlm_wal_buffers_kb)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("fleetlm.max_message_size (%d kB) must be at most a quarter of fleetlm.wal_buffers (%d kB)",
+						fleetlm_max_message_size_kb, fleetlm_wal_buffers_kb)));
+
+	shmem_install_hooks();
+	walwriter_register();
+	applier_register();
+}

@@ -1,0 +1,44 @@
+/*-------------------------------------------------------------------------
+ *
+ * fleetlm.h
+ *	  Module-wide declarations: GUC variables, limits, module entry points.
+ *
+ * src/fleetlm.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef FLEETLM_H
+#define FLEETLM_H
+
+#include "postgres.h"
+
+#include "compat.h"
+
+/* Longest session, user, agent, sender id and kind, in bytes. */
+#define FLEETLM_ID_MAXLEN		64
+
+/* Longest idempotency key, in bytes. */
+#define FLEETLM_KEY_MAXLEN		128
+
+/* GUC variables (fleetlm.c) */
+extern char *fleetlm_database;
+extern char *fleetlm_wal_directory;
+extern int	fleetlm_wal_buffers_kb;
+extern int	fleetlm_wal_segment_size_mb;
+extern int	fleetlm_max_active_sessions;
+extern int	fleetlm_max_message_size_kb;
+extern int	fleetlm_flush_interval_ms;
+extern int	fleetlm_flush_batch_size;
+extern bool fleetlm_synchronous_append;
+extern int	fleetlm_startup_timeout_ms;
+
+/* Derived sizes, in bytes */
+#define FLEETLM_RING_SIZE			((uint64) fleetlm_wal_buffers_kb * 1024)
+#define FLEETLM_SEGMENT_SIZE		((uint64) fleetlm_wal_segment_size_mb * 1024 * 1024)
+#define FLEETLM_MAX_MESSAGE_SIZE	((Size) fleetlm_max_message_size_kb * 1024)
+
+/* Background worker entry points (must be exported for the postmaster) */
+extern PGDLLEXPORT void walwriter_main(Datum main_arg);
+extern PGDLLEXPORT void applier_main(Datum main_arg);
+
+#endif							/* FLEETLM_H */

@@ -1,0 +1,384 @@
+/*-------------------------------------------------------------------------
+ *
+ * read.c
+ *	  SQL functions that read a session: fleetlm.messages and
+ *	  fleetlm.last_seq.
+ *
+ * A read first queries fleetlm.messages on a fresh snapshot, then, if it
+ * came up short and the session table says more exist, walks the session's
+ * chain of records backwards through the ring (holding reclaim_lock shared,
+ * so the applier cannot recycle what we read) and takes the durable records
+ * past the table's last seq.  Seqs are gapless, so the union must run
+ * without a hole up to the session's last durable seq; if the applier
+ * committed between the two steps a hole shows, and the read is retried on
+ * a new snapshot.  A record that is not yet durable is never returned.
+ *
+ * src/read.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+
+#include "append.h"
+#include "fleetlm.h"
+#include "read.h"
+#include "record.h"
+#include "ring.h"
+#include "session.h"
+#include "shmem.h"
+#include "spi_util.h"
+
+PG_FUNCTION_INFO_V1(fleetlm_messages);
+PG_FUNCTION_INFO_V1(fleetlm_last_seq);
+
+/* Hard cap of max_count */
+#define FLEET_MAX_READ_COUNT	100000
+#define FLEET_READ_RETRIES		1000
+#define FLEET_MESSAGE_NATTS		9
+
+static bool read_table(const char *session_id, int64 after_seq, int32 max_count,
+					   List **tuples, TupleDesc *desc, MemoryContext cxt);
+static void read_put_record(Tuplestorestate *store, TupleDesc desc, FleetRecord *rec);
+
+/*
+ * Reject a negative after_seq and a max_count out of [1, 100000].
+ */
+void
+read_check_range(int64 after_seq, int32 max_count)
+{
+	if (after_seq < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("after_seq must not be negative: " INT64_FORMAT, after_seq)));
+	if (max_count <= 0 || max_count > FLEET_MAX_READ_COUNT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must be between 1 and %d: %d",
+						FLEET_MAX_READ_COUNT, max_count)));
+}
+
+/*
+ * Read the table part on a fresh snapshot.  Returns whether the session
+ * exists in fleetlm.sessions; *tuples gets copies (in cxt) of the message
+ * rows in seq order.
+ */
+static bool
+read_table(const char *session_id, int64 after_seq, int32 max_count,
+		   List **tuples, TupleDesc *desc, MemoryContext cxt)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[3] = {TEXTOID, INT8OID, INT4OID};
+	Datum		values[3];
+	FleetSpiContext spi;
+	bool		exists;
+	int			ret;
+
+	fleet_spi_connect(&spi);
+	plan = fleet_spi_plan(&plan,
+						  "SELECT m.session_id, m.seq, m.sender_id, m.recipient_id, m.kind,"
+						  "       m.content, m.metadata, m.inserted_at, m.idempotency_key"
+						  " FROM fleetlm.sessions s"
+						  " LEFT JOIN LATERAL ("
+						  "   SELECT * FROM fleetlm.messages mm"
+						  "    WHERE mm.session_id OPERATOR(pg_catalog.=) s.session_id"
+						  "      AND mm.seq OPERATOR(pg_catalog.>) $2"
+						  "    ORDER BY mm.seq LIMIT $3) m ON true"
+						  " WHERE s.session_id OPERATOR(pg_catalog.=) $1"
+						  " ORDER BY m.seq",
+						  3, argtypes);
+	values[0] = CStringGetTextDatum(session_id);
+	values[1] = Int64GetDatum(after_seq);
+	values[2] = Int32GetDatum(max_count);
+	ret = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+							   InvalidSnapshot, true, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "fleetlm: message read failed: %s", SPI_result_code_string(ret));
+
+	exists = SPI_processed > 0;
+	*tuples = NIL;
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			bool		isnull;
+
+			(void) SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
+			if (isnull)
+				continue;		/* the session has no rows past after_seq */
+			*tuples = lappend(*tuples, heap_copytuple(tup));
+		}
+		if (*desc == NULL)
+			*desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
+		MemoryContextSwitchTo(old);
+	}
+	fleet_spi_finish(&spi);
+	return exists;
+}
+
+static void
+read_put_record(Tuplestorestate *store, TupleDesc desc, FleetRecord *rec)
+{
+	FleetRecordHeader *h = rec->hdr;
+	Datum		values[FLEET_MESSAGE_NATTS];
+	bool		nulls[FLEET_MESSAGE_NATTS];
+
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = PointerGetDatum(cstring_to_text_with_len(rec->session_id, h->session_len));
+	values[1] = Int64GetDatum(h->seq);
+	values[2] = PointerGetDatum(cstring_to_text_with_len(rec->sender_id, h->sender_len));
+	if (h->recipient_len > 0)
+		values[3] = PointerGetDatum(cstring_to_text_with_len(rec->recipient_id, h->recipient_len));
+	else
+		nulls[3] = true;
+	values[4] = PointerGetDatum(cstring_to_text_with_len(rec->kind, h->kind_len));
+	values[5] = PointerGetDatum(rec->content);
+	values[6] = PointerGetDatum(rec->metadata);
+	values[7] = TimestampTzGetDatum(h->created_at);
+	if (h->key_len > 0)
+		values[8] = PointerGetDatum(cstring_to_text_with_len(rec->key, h->key_len));
+	else
+		nulls[8] = true;
+	tuplestore_putvalues(store, desc, values, nulls);
+}
+
+/*
+ * Put up to max_count durable messages of the session with seq > after_seq
+ * into `store`, in seq order.  Returns how many.  Unknown and deleted
+ * sessions are errors.
+ */
+int64
+read_messages(const char *session_id, int64 after_seq, int32 max_count,
+			  Tuplestorestate *store, TupleDesc desc)
+{
+	uint32		hashcode = session_hash_code(session_id);
+	LWLock	   *plock = session_partition_lock(hashcode);
+	MemoryContext cxt = CurrentMemoryContext;
+	TupleDesc	spidesc = NULL;
+	int64		upper = after_seq + max_count;
+
+	if (desc->natts != FLEET_MESSAGE_NATTS)
+		elog(ERROR, "fleetlm: unexpected row type of fleetlm.messages (%d columns)",
+			 desc->natts);
+
+	for (int attempt = 0; attempt < FLEET_READ_RETRIES; attempt++)
+	{
+		uint64		evictions;
+		List	   *tuples;
+		List	   *ring = NIL;
+		bool		exists;
+		int64		table_last;
+		int64		durable_last;
+		int64		got_last;
+		FleetSession *entry;
+		uint64		last_lsn = 0;
+		int64		last_seq = 0;
+		bool		deleted = false;
+		ListCell   *lc;
+
+		CHECK_FOR_INTERRUPTS();
+		evictions = pg_atomic_read_u64(&fleet_shared->eviction_count);
+		pg_memory_barrier();
+		exists = read_table(session_id, after_seq, max_count, &tuples, &spidesc, cxt);
+		table_last = after_seq + list_length(tuples);
+
+		LWLockAcquire(plock, LW_SHARED);
+		entry = session_find(session_id, hashcode);
+		if (entry != NULL)
+		{
+			last_lsn = entry->last_lsn;
+			last_seq = entry->last_seq;
+			deleted = entry->deleted;
+		}
+		LWLockRelease(plock);
+
+		if (entry == NULL)
+		{
+			/* tables alone are complete unless an eviction raced with us */
+			if (pg_atomic_read_u64(&fleet_shared->eviction_count) != evictions)
+				continue;
+			if (!exists)
+				ereport(ERROR,
+						(errcode(ERRCODE_NO_DATA_FOUND),
+						 errmsg("fleetlm session \"%s\" does not exist", session_id)));
+			got_last = table_last;
+			durable_last = table_last;
+		}
+		else
+		{
+			uint64		applied;
+			uint64		durable;
+			uint64		lsn = last_lsn;
+			bool		found_durable = false;
+
+			if (deleted)
+				ereport(ERROR,
+						(errcode(ERRCODE_NO_DATA_FOUND),
+						 errmsg("fleetlm session \"%s\" has been deleted", session_id)));
+
+			durable_last = last_seq;
+			got_last = table_last;
+			LWLockAcquire(fleet_shared->reclaim_lock, LW_SHARED);
+			applied = fleet_read_pos(&fleet_shared->applied);
+			durable = fleet_read_pos(&fleet_shared->durable);
+			while (lsn != 0 && lsn >= applied)
+			{
+				FleetRecordHeader hdr;
+
+				ring_read_header(lsn, &hdr);
+				if (!found_durable)
+				{
+					if (lsn + FLEET_REC_ALIGN(hdr.total_len) <= durable)
+					{
+						found_durable = true;
+						durable_last = hdr.seq;
+					}
+					else
+						durable_last = hdr.seq - 1;
+				}
+				if (hdr.seq <= table_last)
+					break;
+				if (found_durable && hdr.seq <= upper)
+					ring = lcons(ring_read_record(lsn), ring);
+				lsn = hdr.prev_lsn;
+			}
+			LWLockRelease(fleet_shared->reclaim_lock);
+
+			/* the ring part must continue the table part without a hole */
+			if (ring != NIL)
+			{
+				FleetRecordHeader *first = (FleetRecordHeader *) linitial(ring);
+				FleetRecordHeader *last = (FleetRecordHeader *) llast(ring);
+
+				if (first->seq != table_last + 1)
+					continue;
+				got_last = last->seq;
+			}
+			if (got_last < Min(upper, durable_last))
+				continue;
+		}
+
+		foreach(lc, tuples)
+		{
+			HeapTuple	tup = (HeapTuple) lfirst(lc);
+			Datum		values[FLEET_MESSAGE_NATTS];
+			bool		nulls[FLEET_MESSAGE_NATTS];
+
+			heap_deform_tuple(tup, spidesc, values, nulls);
+			tuplestore_putvalues(store, desc, values, nulls);
+		}
+		foreach(lc, ring)
+		{
+			FleetRecord rec;
+
+			record_decode((char *) lfirst(lc), &rec);
+			read_put_record(store, desc, &rec);
+		}
+		return got_last - after_seq;
+	}
+	elog(ERROR, "fleetlm: could not read a consistent view of session \"%s\"", session_id);
+	return 0;					/* keep compiler quiet */
+}
+
+/*
+ * The last durable seq of a session (0 if it has no messages).
+ */
+int64
+read_last_seq(const char *session_id)
+{
+	uint32		hashcode = session_hash_code(session_id);
+	LWLock	   *plock = session_partition_lock(hashcode);
+
+	for (;;)
+	{
+		FleetSession *entry;
+		FleetSessionInfo info;
+		uint64		evictions;
+
+		CHECK_FOR_INTERRUPTS();
+		LWLockAcquire(plock, LW_SHARED);
+		entry = session_find(session_id, hashcode);
+		if (entry != NULL)
+		{
+			int64		seq;
+
+			if (entry->deleted)
+			{
+				LWLockRelease(plock);
+				ereport(ERROR,
+						(errcode(ERRCODE_NO_DATA_FOUND),
+						 errmsg("fleetlm session \"%s\" has been deleted", session_id)));
+			}
+			seq = session_durable_last_seq(entry,
+										   fleet_read_pos(&fleet_shared->durable),
+										   fleet_read_pos(&fleet_shared->applied));
+			LWLockRelease(plock);
+			return seq;
+		}
+		LWLockRelease(plock);
+
+		evictions = pg_atomic_read_u64(&fleet_shared->eviction_count);
+		pg_memory_barrier();
+		if (!session_load_info(session_id, &info, false))
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("fleetlm session \"%s\" does not exist", session_id)));
+		if (pg_atomic_read_u64(&fleet_shared->eviction_count) == evictions)
+			return info.last_seq;
+	}
+}
+
+/*
+ * fleetlm.messages(session_id, after_seq, max_count) -> SETOF fleetlm.messages
+ */
+Datum
+fleetlm_messages(PG_FUNCTION_ARGS)
+{
+	char	   *session_id = fleet_arg_text(fcinfo, 0, "session_id");
+	int64		after_seq;
+	int32		max_count;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("after_seq must not be NULL")));
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("max_count must not be NULL")));
+	after_seq = PG_GETARG_INT64(1);
+	max_count = PG_GETARG_INT32(2);
+	session_check_id("session_id", session_id);
+	read_check_range(after_seq, max_count);
+
+	fleetlm_wait_ready();
+	InitMaterializedSRF(fcinfo, 0);
+	(void) read_messages(session_id, after_seq, max_count,
+						 rsinfo->setResult, rsinfo->setDesc);
+	return (Datum) 0;
+}
+
+/*
+ * fleetlm.last_seq(session_id) -> bigint
+ */
+Datum
+fleetlm_last_seq(PG_FUNCTION_ARGS)
+{
+	char	   *session_id = fleet_arg_text(fcinfo, 0, "session_id");
+
+	session_check_id("session_id", session_id);
+	fleetlm_wait_ready();
+	PG_RETURN_INT64(read_last_seq(session_id));
+}

@@ -1,0 +1,363 @@
+/*-------------------------------------------------------------------------
+ *
+ * session.c
+ *	  The partitioned shared session table: lookup, load from the tables on
+ *	  a miss, and eviction of idle, fully applied sessions.
+ *
+ * See session.h for the locking rules and the invariant that makes a load
+ * from the tables correct.
+ *
+ * src/session.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/snapmgr.h"
+
+#include "fleetlm.h"
+#include "record.h"
+#include "ring.h"
+#include "session.h"
+#include "shmem.h"
+#include "spi_util.h"
+
+/* Sessions idle this long are evicted once all their records are applied */
+#define FLEET_SESSION_IDLE_MS	10000
+
+static HTAB *session_htab = NULL;
+
+static void session_fill_entry(FleetSession *entry, const FleetSessionInfo *info);
+static void session_wait_for_eviction(void);
+
+Size
+session_shmem_size(void)
+{
+	return hash_estimate_size(fleetlm_max_active_sessions, sizeof(FleetSession));
+}
+
+/*
+ * Create or attach to the session table (caller holds AddinShmemInitLock).
+ */
+void
+session_shmem_init(void)
+{
+	HASHCTL		info;
+
+	info.keysize = FLEETLM_ID_MAXLEN + 1;
+	info.entrysize = sizeof(FleetSession);
+	info.num_partitions = FLEET_SESSION_PARTITIONS;
+	session_htab = ShmemInitHash("fleetlm sessions",
+								 fleetlm_max_active_sessions,
+								 fleetlm_max_active_sessions,
+								 &info,
+								 HASH_ELEM | HASH_STRINGS | HASH_PARTITION);
+}
+
+uint32
+session_hash_code(const char *id)
+{
+	char		key[FLEETLM_ID_MAXLEN + 1];
+
+	/* hash the key exactly as dynahash will compare it */
+	strlcpy(key, id, sizeof(key));
+	return get_hash_value(session_htab, key);
+}
+
+LWLock *
+session_partition_lock(uint32 hashcode)
+{
+	return fleet_shared->partition_locks[hashcode % FLEET_SESSION_PARTITIONS];
+}
+
+/*
+ * The entry of session `id`, or NULL; caller holds its partition lock.
+ */
+FleetSession *
+session_find(const char *id, uint32 hashcode)
+{
+	return (FleetSession *) hash_search_with_hash_value(session_htab, id,
+														hashcode, HASH_FIND,
+														NULL);
+}
+
+long
+session_count(void)
+{
+	return hash_get_num_entries(session_htab);
+}
+
+/*
+ * Reject a NULL-free id that is empty or too long to be a session key.
+ * `what` names the argument in the message.
+ */
+void
+session_check_id(const char *what, const char *id)
+{
+	size_t		len = strlen(id);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", what)));
+	if (len > FLEETLM_ID_MAXLEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("%s is too long (%zu bytes)", what, len),
+				 errdetail("The limit is %d bytes.", FLEETLM_ID_MAXLEN)));
+}
+
+/*
+ * Read session `id` from the tables: its parties and its largest applied
+ * seq.  Returns false if the session does not exist.  For an append, a
+ * session created by the current, uncommitted transaction is an error: the
+ * append would outlive a rollback of its session.
+ *
+ * The query runs on a fresh snapshot, never the caller's: a REPEATABLE READ
+ * caller, or a statement older than the applier's last commit, would see a
+ * stale max(seq) and hand out a seq twice.
+ */
+bool
+session_load_info(const char *id, FleetSessionInfo *info, bool for_append)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	FleetSpiContext spi;
+	bool		found = false;
+	int			ret;
+
+	fleet_spi_connect(&spi);
+	plan = fleet_spi_plan(&plan,
+						  "SELECT s.user_id, s.agent_id, s.xmin,"
+						  " (SELECT m.seq FROM fleetlm.messages m"
+						  "   WHERE m.session_id OPERATOR(pg_catalog.=) s.session_id"
+						  "   ORDER BY m.seq DESC LIMIT 1)"
+						  " FROM fleetlm.sessions s"
+						  " WHERE s.session_id OPERATOR(pg_catalog.=) $1",
+						  1, argtypes);
+	values[0] = CStringGetTextDatum(id);
+
+	/* make our own earlier statements visible to the fresh snapshot */
+	CommandCounterIncrement();
+	ret = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+							   InvalidSnapshot, true, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "fleetlm: session lookup failed: %s",
+			 SPI_result_code_string(ret));
+	if (SPI_processed == 1)
+	{
+		TupleDesc	tupdesc = SPI_tuptable->tupdesc;
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		bool		isnull;
+		TransactionId xmin;
+		Datum		d;
+
+		xmin = DatumGetTransactionId(SPI_getbinval(tup, tupdesc, 3, &isnull));
+		if (for_append && TransactionIdIsCurrentTransactionId(xmin))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("fleetlm session \"%s\" was created in the current transaction", id),
+					 errdetail("Appends are durable at once and are not rolled back with the transaction."),
+					 errhint("Commit the transaction that creates the session before appending to it.")));
+
+		strlcpy(info->user_id, SPI_getvalue(tup, tupdesc, 1), sizeof(info->user_id));
+		strlcpy(info->agent_id, SPI_getvalue(tup, tupdesc, 2), sizeof(info->agent_id));
+		d = SPI_getbinval(tup, tupdesc, 4, &isnull);
+		info->last_seq = isnull ? 0 : DatumGetInt64(d);
+		found = true;
+	}
+	fleet_spi_finish(&spi);
+	return found;
+}
+
+static void
+session_fill_entry(FleetSession *entry, const FleetSessionInfo *info)
+{
+	strlcpy(entry->user_id, info->user_id, sizeof(entry->user_id));
+	strlcpy(entry->agent_id, info->agent_id, sizeof(entry->agent_id));
+	entry->deleted = false;
+	entry->last_seq = info->last_seq;
+	entry->last_lsn = 0;
+	entry->last_used = GetCurrentTimestamp();
+}
+
+/*
+ * The table is full: ask the applier to evict and wait for one of its
+ * cycles.
+ */
+static void
+session_wait_for_eviction(void)
+{
+	Latch	   *applier = fleet_shared->applier_latch;
+
+	pg_atomic_write_u32(&fleet_shared->flush_requested, 1);
+	if (applier)
+		SetLatch(applier);
+	ConditionVariablePrepareToSleep(&fleet_shared->applied_cv);
+	(void) ConditionVariableTimedSleep(&fleet_shared->applied_cv,
+									   fleetlm_flush_interval_ms + 100,
+									   FLEETLM_WAIT_EVENT);
+	ConditionVariableCancelSleep();
+}
+
+/*
+ * The entry of session `id`, loaded from the tables if it has none.
+ * Returns with the partition lock held exclusively.  Unknown and deleted
+ * sessions are errors (raised with no lock held).
+ */
+FleetSession *
+session_acquire(const char *id, uint32 hashcode)
+{
+	LWLock	   *lock = session_partition_lock(hashcode);
+	int			full_retries = 0;
+
+	for (;;)
+	{
+		FleetSession *entry;
+		FleetSessionInfo info;
+		uint64		evictions;
+		bool		found;
+
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		entry = session_find(id, hashcode);
+		if (entry != NULL)
+		{
+			if (entry->deleted)
+			{
+				LWLockRelease(lock);
+				ereport(ERROR,
+						(errcode(ERRCODE_NO_DATA_FOUND),
+						 errmsg("fleetlm session \"%s\" has been deleted", id)));
+			}
+			return entry;
+		}
+		LWLockRelease(lock);
+
+		/*
+		 * Miss.  Read the tables; an eviction that raced with the read may
+		 * have removed records our snapshot did not yet see, so retry if any
+		 * happened since before the snapshot.
+		 */
+		evictions = pg_atomic_read_u64(&fleet_shared->eviction_count);
+		pg_memory_barrier();
+		if (!session_load_info(id, &info, true))
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("fleetlm session \"%s\" does not exist", id)));
+
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		entry = session_find(id, hashcode);
+		if (entry != NULL)
+		{
+			/* another backend loaded it first: use theirs */
+			LWLockRelease(lock);
+			continue;
+		}
+		if (pg_atomic_read_u64(&fleet_shared->eviction_count) != evictions)
+		{
+			LWLockRelease(lock);
+			continue;
+		}
+		entry = NULL;
+		if (session_count() < fleetlm_max_active_sessions)
+			entry = (FleetSession *) hash_search_with_hash_value(session_htab, id,
+																 hashcode,
+																 HASH_ENTER_NULL,
+																 &found);
+		if (entry == NULL)
+		{
+			LWLockRelease(lock);
+			if (full_retries++ < 3)
+			{
+				session_wait_for_eviction();
+				continue;
+			}
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("too many active fleetlm sessions"),
+					 errdetail("All %d entries of the session table hold sessions with unapplied or recent messages.",
+							   fleetlm_max_active_sessions),
+					 errhint("Increase fleetlm.max_active_sessions.")));
+		}
+		Assert(!found);
+		session_fill_entry(entry, &info);
+		return entry;
+	}
+}
+
+/*
+ * The largest durable seq of a session whose entry we hold the partition
+ * lock of: last_seq, less the newest records that are not yet durable.
+ */
+int64
+session_durable_last_seq(FleetSession *entry, uint64 durable, uint64 applied)
+{
+	uint64		lsn = entry->last_lsn;
+	int64		seq = entry->last_seq;
+
+	if (lsn == 0 || lsn < applied)
+		return seq;
+
+	LWLockAcquire(fleet_shared->reclaim_lock, LW_SHARED);
+	applied = fleet_read_pos(&fleet_shared->applied);
+	while (lsn != 0 && lsn >= applied)
+	{
+		FleetRecordHeader hdr;
+
+		ring_read_header(lsn, &hdr);
+		if (lsn + FLEET_REC_ALIGN(hdr.total_len) <= durable)
+		{
+			seq = hdr.seq;
+			break;
+		}
+		seq = hdr.seq - 1;
+		lsn = hdr.prev_lsn;
+	}
+	LWLockRelease(fleet_shared->reclaim_lock);
+	return seq;
+}
+
+/*
+ * Evict sessions whose records are all applied and that are idle (or all
+ * such sessions when `aggressive`).  Called by the applier after it
+ * published `applied`.  Returns the number evicted.
+ */
+uint64
+session_evict(uint64 applied, bool aggressive)
+{
+	HASH_SEQ_STATUS status;
+	FleetSession *entry;
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		evicted = 0;
+	int			i;
+
+	for (i = 0; i < FLEET_SESSION_PARTITIONS; i++)
+		LWLockAcquire(fleet_shared->partition_locks[i], LW_EXCLUSIVE);
+
+	hash_seq_init(&status, session_htab);
+	while ((entry = (FleetSession *) hash_seq_search(&status)) != NULL)
+	{
+		if (entry->last_lsn != 0 && entry->last_lsn >= applied)
+			continue;
+		if (!aggressive &&
+			!TimestampDifferenceExceeds(entry->last_used, now, FLEET_SESSION_IDLE_MS))
+			continue;
+		hash_search(session_htab, entry->id, HASH_REMOVE, NULL);
+		evicted++;
+	}
+	/* loaders that raced with this compare it under their partition lock */
+	if (evicted > 0)
+		pg_atomic_fetch_add_u64(&fleet_shared->eviction_count, 1);
+
+	for (i = FLEET_SESSION_PARTITIONS - 1; i >= 0; i--)
+		LWLockRelease(fleet_shared->partition_locks[i]);
+	return evicted;
+}

@@ -1,0 +1,66 @@
+/*-------------------------------------------------------------------------
+ *
+ * session.h
+ *	  The shared session table: per-session state the append and read
+ *	  paths need without touching the tables.
+ *
+ * Locking rules
+ * -------------
+ * The table is a partitioned shared hash; an entry is protected by the
+ * partition lock its hash code selects (session_partition_lock()).
+ * Appenders hold it exclusively while they assign a seq and insert the
+ * record (then take insert_lock: partition -> insert), readers hold it
+ * shared to copy last_seq/last_lsn.  The applier evicts entries holding all
+ * partition locks exclusively, in partition order, and bumps
+ * FleetShared->eviction_count while doing so.
+ *
+ * Invariant: a session without an entry has no record in
+ * [applied, inserted), so the tables are complete for it.
+ *
+ * src/session.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef FLEETLM_SESSION_H
+#define FLEETLM_SESSION_H
+
+#include "storage/lwlock.h"
+#include "utils/timestamp.h"
+
+#include "fleetlm.h"
+
+typedef struct FleetSession
+{
+	char		id[FLEETLM_ID_MAXLEN + 1];	/* hash key, NUL-terminated */
+	char		user_id[FLEETLM_ID_MAXLEN + 1];
+	char		agent_id[FLEETLM_ID_MAXLEN + 1];
+	bool		deleted;		/* a DELETE_SESSION record is in the log */
+	int64		last_seq;		/* last seq assigned */
+	uint64		last_lsn;		/* newest record of the session, 0: none */
+	TimestampTz last_used;
+} FleetSession;
+
+/* What a load from the tables found */
+typedef struct FleetSessionInfo
+{
+	char		user_id[FLEETLM_ID_MAXLEN + 1];
+	char		agent_id[FLEETLM_ID_MAXLEN + 1];
+	int64		last_seq;
+} FleetSessionInfo;
+
+extern Size session_shmem_size(void);
+extern void session_shmem_init(void);
+
+extern uint32 session_hash_code(const char *id);
+extern LWLock *session_partition_lock(uint32 hashcode);
+extern FleetSession *session_find(const char *id, uint32 hashcode);
+extern FleetSession *session_acquire(const char *id, uint32 hashcode);
+extern bool session_load_info(const char *id, FleetSessionInfo *info,
+							  bool for_append);
+extern void session_check_id(const char *what, const char *id);
+extern int64 session_durable_last_seq(FleetSession *entry, uint64 durable,
+									  uint64 applied);
+extern uint64 session_evict(uint64 applied, bool aggressive);
+extern long session_count(void);
+
+#endif							/* FLEETLM_SESSION_H */

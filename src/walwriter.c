@@ -1,0 +1,297 @@
+/*-------------------------------------------------------------------------
+ *
+ * walwriter.c
+ *	  The "fleetlm wal writer" background worker: writes the ring to the WAL
+ *	  segments, fdatasyncs, and wakes the backends whose records became
+ *	  durable.
+ *
+ * Group commit: no lock is held during I/O, so appends keep landing in the
+ * ring while the disk works; the next round writes all of them and one
+ * fdatasync serves them all.  The loop does nothing else (segment
+ * preallocation and recycling are the applier's), so an append never waits
+ * behind a table flush.
+ *
+ * A failed write or fdatasync is a PANIC, as for PostgreSQL's own WAL: the
+ * records of that round are never acknowledged, and crash recovery reads
+ * back what the disk really holds.  A segment that cannot be created (disk
+ * full) is not fatal: the writer sets FleetShared->writer_error, so new
+ * appends fail with a clear error, and retries every second; records
+ * already in the ring wait and become durable once space is free.
+ *
+ * src/walwriter.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "portability/instr_time.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "fleetlm.h"
+#include "segment.h"
+#include "shmem.h"
+#include "walwriter.h"
+
+/* the segment the writer has open */
+static int	writer_fd = -1;
+static uint64 writer_seg = 0;
+
+static bool walwriter_open_segment(uint64 seg);
+static bool walwriter_write(uint64 from, uint64 to);
+static void walwriter_sync(void);
+static void walwriter_wait_ready(void);
+static void walwriter_shutdown(int code, Datum arg);
+
+/*
+ * Register the worker; called from _PG_init.
+ */
+void
+walwriter_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_start_time = BgWorkerStart_PostmasterStart;
+	worker.bgw_restart_time = 1;
+	strcpy(worker.bgw_library_name, "fleetlm");
+	strcpy(worker.bgw_function_name, "walwriter_main");
+	strcpy(worker.bgw_name, "fleetlm wal writer");
+	strcpy(worker.bgw_type, "fleetlm wal writer");
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * Wake the writer: records were inserted.
+ */
+void
+walwriter_wake(void)
+{
+	Latch	   *latch = fleet_shared->writer_latch;
+
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+static void
+walwriter_shutdown(int code, Datum arg)
+{
+	fleet_shared->writer_latch = NULL;
+	fleet_shared->writer_pid = 0;
+}
+
+/*
+ * Open segment `seg` for writing, creating it if the applier has not
+ * preallocated it yet.  Returns false (with writer_error set) if it cannot
+ * be created.
+ */
+static bool
+walwriter_open_segment(uint64 seg)
+{
+	char		path[MAXPGPATH];
+	int			err;
+
+	if (writer_fd >= 0)
+	{
+		close(writer_fd);
+		writer_fd = -1;
+	}
+	writer_fd = segment_open(seg, &err);
+	if (writer_fd < 0 && err == ENOENT)
+	{
+		if (!segment_prepare(seg, LOG, &err))
+		{
+			pg_atomic_write_u32(&fleet_shared->writer_error, (uint32) err);
+			return false;
+		}
+		writer_fd = segment_open(seg, &err);
+	}
+	if (writer_fd < 0)
+	{
+		segment_path(seg, path, sizeof(path));
+		errno = err;
+		ereport(LOG,
+				(errcode_for_file_access(),
+				 errmsg("could not open fleetlm WAL segment \"%s\": %m", path)));
+		pg_atomic_write_u32(&fleet_shared->writer_error, (uint32) err);
+		return false;
+	}
+	writer_seg = seg;
+	if (pg_atomic_read_u32(&fleet_shared->writer_error) != 0)
+	{
+		pg_atomic_write_u32(&fleet_shared->writer_error, 0);
+		ereport(LOG, (errmsg("fleetlm WAL writer can write again")));
+	}
+	return true;
+}
+
+static void
+walwriter_sync(void)
+{
+	if (writer_fd >= 0 && pg_fdatasync(writer_fd) != 0)
+	{
+		char		path[MAXPGPATH];
+
+		segment_path(writer_seg, path, sizeof(path));
+		ereport(PANIC,
+				(errcode_for_file_access(),
+				 errmsg("could not fdatasync fleetlm WAL segment \"%s\": %m", path)));
+	}
+}
+
+/*
+ * Write ring bytes [from, to) to the segments and fdatasync them.  Returns
+ * false if a segment could not be created; nothing is published then.
+ */
+static bool
+walwriter_write(uint64 from, uint64 to)
+{
+	uint64		segsize = fleet_shared->segment_size;
+	uint64		ringsize = fleet_shared->ring_size;
+	uint64		pos = from;
+
+	while (pos < to)
+	{
+		uint64		seg = segment_start(pos);
+		uint64		n;
+		uint64		ringoff = pos % ringsize;
+		ssize_t		w;
+
+		if (writer_fd < 0 || writer_seg != seg)
+		{
+			/* a finished segment is synced before we move on */
+			walwriter_sync();
+			if (!walwriter_open_segment(seg))
+				return false;
+		}
+		n = Min(to, seg + segsize) - pos;
+		n = Min(n, ringsize - ringoff);
+
+		errno = 0;
+		w = pg_pwrite(writer_fd, fleet_ring + ringoff, (size_t) n, (off_t) (pos - seg));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+		{
+			char		path[MAXPGPATH];
+
+			if (errno == 0)
+				errno = ENOSPC;
+			segment_path(seg, path, sizeof(path));
+			ereport(PANIC,
+					(errcode_for_file_access(),
+					 errmsg("could not write fleetlm WAL segment \"%s\" at offset %llu: %m",
+							path, (unsigned long long) (pos - seg))));
+		}
+		pos += (uint64) w;
+	}
+	walwriter_sync();
+	return true;
+}
+
+/*
+ * Before READY the applier owns the directory (recovery); wait for it.
+ */
+static void
+walwriter_wait_ready(void)
+{
+	while (pg_atomic_read_u32(&fleet_shared->state) != FLEET_STATE_READY)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, FLEETLM_WAIT_EVENT);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ShutdownRequestPending)
+			proc_exit(1);
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+}
+
+/*
+ * Main loop of the WAL writer.
+ */
+void
+walwriter_main(Datum main_arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+
+	fleet_shared->writer_pid = MyProcPid;
+	fleet_shared->writer_latch = MyLatch;
+	before_shmem_exit(walwriter_shutdown, (Datum) 0);
+
+	walwriter_wait_ready();
+	ereport(LOG,
+			(errmsg("fleetlm WAL writer started at position %llu",
+					(unsigned long long) fleet_read_pos(&fleet_shared->written))));
+
+	for (;;)
+	{
+		uint64		written = fleet_read_pos(&fleet_shared->written);
+		uint64		target = fleet_read_pos(&fleet_shared->inserted);
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		if (target > written)
+		{
+			instr_time	start,
+						elapsed;
+
+			INSTR_TIME_SET_CURRENT(start);
+			if (walwriter_write(written, target))
+			{
+				INSTR_TIME_SET_CURRENT(elapsed);
+				INSTR_TIME_SUBTRACT(elapsed, start);
+				fleet_write_pos(&fleet_shared->written, target);
+				fleet_write_pos(&fleet_shared->durable, target);
+				ConditionVariableBroadcast(&fleet_shared->durable_cv);
+				ConditionVariableBroadcast(&fleet_shared->new_message_cv);
+				fleet_count(&fleet_shared->fsyncs, 1);
+				fleet_count(&fleet_shared->fsync_usec,
+							INSTR_TIME_GET_MICROSEC(elapsed));
+				/* more may have arrived while we wrote: go again at once */
+				continue;
+			}
+			/* a segment could not be created: wait a second and retry */
+			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1000L, FLEETLM_WAIT_EVENT);
+			CHECK_FOR_INTERRUPTS();
+			if (ShutdownRequestPending)
+				break;
+			continue;
+		}
+
+		if (ShutdownRequestPending)
+			break;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, FLEETLM_WAIT_EVENT);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	if (writer_fd >= 0)
+		close(writer_fd);
+	/* exit code 1: restart us unless the postmaster is shutting down */
+	proc_exit(1);
+}

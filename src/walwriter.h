@@ -1,0 +1,16 @@
+/*-------------------------------------------------------------------------
+ *
+ * walwriter.h
+ *	  The fleetlm WAL writer background worker.
+ *
+ * src/walwriter.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef FLEETLM_WALWRITER_H
+#define FLEETLM_WALWRITER_H
+
+extern void walwriter_register(void);
+extern void walwriter_wake(void);
+
+#endif							/* FLEETLM_WALWRITER_H */
