@@ -50,3 +50,7 @@ stop:
 
 test:
 	./scripts/test.sh
+
+# Used by scripts/test.sh to learn the pg_regress test list.
+print-regress:
+	@echo $(REGRESS)

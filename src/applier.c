@@ -504,7 +504,10 @@ applier_rows_flush(ApplyRows *rows)
 						  "INSERT INTO fleetlm.messages"
 						  " (session_id, seq, sender_id, recipient_id, kind,"
 						  "  content, metadata, inserted_at, idempotency_key)"
-						  " SELECT * FROM pg_catalog.unnest($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+						  " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+						  "  pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
+						  "  pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
+						  "  pg_catalog.unnest($9))",
 						  APPLIER_NCOLS, argtypes);
 	ret = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
