@@ -130,7 +130,9 @@ CREATE FUNCTION fleetlm.stats(
     OUT recovery_time_ms    float8,
     OUT shmem_size          bigint,
     OUT wal_directory       text,
-    OUT writer_error        text)
+    OUT writer_error        text,
+    OUT writer_pid          integer,
+    OUT applier_pid         integer)
 RETURNS record
 AS 'MODULE_PATHNAME', 'fleetlm_stats'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;

@@ -24,7 +24,7 @@
 PG_FUNCTION_INFO_V1(fleetlm_flush);
 PG_FUNCTION_INFO_V1(fleetlm_stats);
 
-#define STATS_NATTS 23
+#define STATS_NATTS 25
 
 /*
  * fleetlm.flush(): return once every message appended before the call
@@ -108,6 +108,14 @@ fleetlm_stats(PG_FUNCTION_ARGS)
 	values[i++] = CStringGetTextDatum(fleetlm_wal_directory);
 	if (pg_atomic_read_u32(&s->writer_error) != 0)
 		values[i++] = CStringGetTextDatum(strerror((int) pg_atomic_read_u32(&s->writer_error)));
+	else
+		nulls[i++] = true;
+	if (s->writer_pid != 0)
+		values[i++] = Int32GetDatum(s->writer_pid);
+	else
+		nulls[i++] = true;
+	if (s->applier_pid != 0)
+		values[i++] = Int32GetDatum(s->applier_pid);
 	else
 		nulls[i++] = true;
 	Assert(i == STATS_NATTS);

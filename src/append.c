@@ -353,8 +353,8 @@ fleetlm_append(PG_FUNCTION_ARGS)
 	if (size > FLEETLM_MAX_MESSAGE_SIZE)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("fleetlm message is too large (%zu bytes of content and metadata)", size),
-				 errdetail("fleetlm.max_message_size is %d kB.", fleetlm_max_message_size_kb)));
+				 errmsg("fleetlm message is too large (%zu bytes of content and metadata; fleetlm.max_message_size is %d kB)",
+						size, fleetlm_max_message_size_kb)));
 
 	fleetlm_wait_ready();
 	append_check_writer();

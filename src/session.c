@@ -110,8 +110,8 @@ session_check_id(const char *what, const char *id)
 	if (len > FLEETLM_ID_MAXLEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
-				 errmsg("%s is too long (%zu bytes)", what, len),
-				 errdetail("The limit is %d bytes.", FLEETLM_ID_MAXLEN)));
+				 errmsg("%s is too long (%zu bytes; the limit is %d)",
+						what, len, FLEETLM_ID_MAXLEN)));
 }
 
 /*
