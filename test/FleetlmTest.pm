@@ -1,0 +1,292 @@
+# test/FleetlmTest.pm
+#
+# Helpers shared by fleetlm's TAP tests: a node with fleetlm preloaded, a
+# concurrent append load whose acknowledgements are recorded, and the
+# verification that every acknowledged message survived exactly once.
+#
+# Load: each client is a psql process running a script of appends; psql
+# prints a line "seq marker session" only after the server acknowledged the
+# append, so the output files are the list of acknowledged messages even if
+# the server is killed half way.
+package FleetlmTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+our @EXPORT = qw(fleetlm_node create_sessions start_load finish_load wait_acked
+  verify_acked restart_node wait_ready stat_value fleet_query
+  wal_dir segment_files);
+
+# A started node with fleetlm preloaded and created in database postgres.
+# %conf: extra settings (name => value).
+sub fleetlm_node
+{
+	my ($name, %conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	my %settings = (
+		shared_preload_libraries => "'fleetlm'",
+		'fleetlm.database' => "'postgres'",
+		'fleetlm.flush_interval' => '100ms',
+		'fleetlm.wal_segment_size' => '1MB',
+		'fleetlm.wal_buffers' => '4MB',
+		'fleetlm.max_message_size' => '64kB',
+		max_connections => 60,
+		log_statement => 'none',
+		restart_after_crash => 'on',
+		fsync => 'on',
+		%conf);
+	$node->append_conf('postgresql.conf',
+		join('', map { "$_ = $settings{$_}\n" } sort keys %settings));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION fleetlm');
+	wait_ready($node);
+	return $node;
+}
+
+# Wait until fleetlm accepts appends (recovery done).
+sub wait_ready
+{
+	my ($node) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT state = 'ready' FROM fleetlm.stat")
+	  or die "fleetlm did not become ready";
+	return;
+}
+
+sub fleet_query
+{
+	my ($node, $sql) = @_;
+	return $node->safe_psql('postgres', $sql);
+}
+
+sub stat_value
+{
+	my ($node, $col) = @_;
+	return fleet_query($node, "SELECT $col FROM fleetlm.stat");
+}
+
+# Sessions "<prefix>-1" .. "<prefix>-n" with user "u-<i>", agent "a-<i>".
+sub create_sessions
+{
+	my ($node, $prefix, $n) = @_;
+	fleet_query($node,
+		"SELECT fleetlm.create_session('u-' || i, 'a-' || i, session_id => '$prefix-' || i)"
+		  . " FROM generate_series(1, $n) i");
+	return [ map { "$prefix-$_" } 1 .. $n ];
+}
+
+# Start `clients` psql processes, each appending `per_client` messages to
+# random sessions of $sessions.  Returns a load handle.
+sub start_load
+{
+	my ($node, %o) = @_;
+	my $clients = $o{clients} // 4;
+	my $per = $o{per_client} // 200;
+	my $sessions = $o{sessions} or die "sessions required";
+	my $tag = $o{tag} // 'L';
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my @handles;
+	my %sent;
+
+	for my $c (1 .. $clients)
+	{
+		my $script = "$dir/client$c.sql";
+		my $out = "$dir/client$c.out";
+		open my $fh, '>', $script or die $!;
+		print $fh "SET fleetlm.synchronous_append = off;\n" if $o{async};
+		for my $i (1 .. $per)
+		{
+			my $s = $sessions->[ int(rand(@$sessions)) ];
+			my $user = $s;
+			$user =~ s/^.*-(\d+)$/u-$1/;
+			my $marker = "$tag-c$c-$i";
+			$sent{$marker} = $s;
+			print $fh "SELECT fleetlm.append('$s', '$user', 'text',"
+			  . " '{\"m\": \"$marker\", \"pad\": \"" . ('x' x ($o{pad} // 40)) . "\"}')"
+			  . " || ' $marker $s';\n";
+		}
+		close $fh;
+		my $h = IPC::Run::start(
+			[
+				'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1',
+				'-d', $node->connstr('postgres'), '-f', $script
+			],
+			'>', $out, '2>', "$dir/client$c.err");
+		push @handles, $h;
+	}
+	return { handles => \@handles, dir => $dir, clients => $clients,
+		sent => \%sent };
+}
+
+# Wait until the clients have had at least $n appends acknowledged, so a
+# fault injected next hits the load mid-way.
+sub wait_acked
+{
+	my ($load, $n) = @_;
+	for my $try (1 .. 3000)
+	{
+		my $total = 0;
+		for my $c (1 .. $load->{clients})
+		{
+			my $f = "$load->{dir}/client$c.out";
+			next unless -e $f;
+			open my $fh, '<', $f or next;
+			$total++ while <$fh>;
+			close $fh;
+		}
+		return $total if $total >= $n;
+		usleep(20_000);
+	}
+	die "load did not reach $n acknowledged appends";
+}
+
+# Wait for the clients (they end by themselves, or fail when the server
+# dies) and return [ acked list of [seq, marker, session] ], sent hash.
+sub finish_load
+{
+	my ($load, $timeout) = @_;
+	$timeout //= 180;
+	for my $h (@{ $load->{handles} })
+	{
+		eval {
+			$h->finish;
+			1;
+		} or do { $h->kill_kill; };
+	}
+	my @acked;
+	for my $c (1 .. $load->{clients})
+	{
+		open my $fh, '<', "$load->{dir}/client$c.out" or next;
+		while (my $line = <$fh>)
+		{
+			chomp $line;
+			next unless $line =~ /^(\d+) (\S+) (\S+)$/;
+			push @acked, [ $1, $2, $3 ];
+		}
+		close $fh;
+	}
+	return (\@acked, $load->{sent});
+}
+
+# Start the node, retrying while a killed postmaster's
+# children may linger for a moment holding the shared memory.
+sub restart_node
+{
+	my ($node) = @_;
+	my $pidfile = $node->data_dir . '/postmaster.pid';
+	if (open my $fh, '<', $pidfile)
+	{
+		my $pid = <$fh>;
+		close $fh;
+		chomp $pid;
+		for my $try (1 .. 300)
+		{
+			last unless kill(0, $pid);
+			usleep(100_000);
+		}
+	}
+	for my $try (1 .. 60)
+	{
+		return 1 if $node->start(fail_ok => 1);
+		# forget a pid read from a stale lock file, then retry
+		$node->{_pid} = undef;
+		sleep 1;
+	}
+	die "node did not restart";
+}
+
+# Check: every acknowledged message present exactly once with its seq and
+# marker; each session's seqs gapless from 1; no marker that was never
+# sent; no marker twice; after flush() the table equals messages().
+# Returns the number of acknowledged messages checked.
+sub verify_acked
+{
+	my ($node, $acked, $sent, $sessions, $label) = @_;
+	$label //= 'verify';
+	my %found;    # marker => "session seq"
+	my $problems = 0;
+
+	for my $s (@$sessions)
+	{
+		my $rows = fleet_query($node,
+			"SELECT seq, content->>'m' FROM fleetlm.messages('$s', 0, 100000) ORDER BY seq");
+		my $expect = 1;
+		for my $line (split /\n/, $rows)
+		{
+			my ($seq, $m) = split /\|/, $line;
+			if ($seq != $expect)
+			{
+				diag("$label: session $s has seq $seq where $expect was expected");
+				$problems++;
+			}
+			$expect = $seq + 1;
+			if (!defined $m || !exists $sent->{$m})
+			{
+				diag("$label: session $s seq $seq has a marker never sent: "
+					  . ($m // 'NULL'));
+				$problems++;
+				next;
+			}
+			if (exists $found{$m})
+			{
+				diag("$label: marker $m appears twice ($found{$m} and $s $seq)");
+				$problems++;
+			}
+			$found{$m} = "$s $seq";
+		}
+	}
+	my $lost = 0;
+	for my $a (@$acked)
+	{
+		my ($seq, $m, $s) = @$a;
+		if (!exists $found{$m})
+		{
+			diag("$label: acknowledged message $m (session $s seq $seq) is lost");
+			$lost++;
+		}
+		elsif ($found{$m} ne "$s $seq")
+		{
+			diag("$label: acknowledged message $m was $s $seq, now $found{$m}");
+			$problems++;
+		}
+	}
+	is($lost, 0, "$label: no acknowledged message lost (" . scalar(@$acked) . " checked)");
+	is($problems, 0, "$label: seqs gapless, no duplicates, no unknown markers");
+
+	fleet_query($node, 'SELECT fleetlm.flush()');
+	my $list = join(',', map { "'$_'" } @$sessions);
+	my $diff = fleet_query($node, "
+		WITH t AS (SELECT * FROM fleetlm.messages WHERE session_id IN ($list)),
+		     f AS (SELECT m.* FROM unnest(ARRAY[$list]) s,
+		                LATERAL fleetlm.messages(s, 0, 100000) m)
+		SELECT (SELECT count(*) FROM (TABLE t EXCEPT ALL TABLE f) x)
+		     + (SELECT count(*) FROM (TABLE f EXCEPT ALL TABLE t) y)");
+	is($diff, '0', "$label: after flush() the table holds exactly what messages() returns");
+	return ($lost, scalar(@$acked), scalar(keys %found));
+}
+
+sub wal_dir
+{
+	my ($node) = @_;
+	return $node->data_dir . '/fleetlm_wal';
+}
+
+# Sorted segment file names of the node's WAL directory.
+sub segment_files
+{
+	my ($node) = @_;
+	opendir my $d, wal_dir($node) or die $!;
+	my @f = sort grep { /^[0-9A-F]{16}$/ } readdir $d;
+	closedir $d;
+	return @f;
+}
+
+1;

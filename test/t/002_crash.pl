@@ -1,0 +1,46 @@
+# 002_crash.pl: an immediate stop and a kill -9 of the postmaster under
+# load from several connections keep every acknowledged append exactly once,
+# with gapless seqs.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+use FleetlmTest;
+
+my $node = fleetlm_node('crash', 'fleetlm.flush_interval' => '1s');
+my $sessions = create_sessions($node, 'cr', 6);
+my (@acked, %sent);
+
+sub round
+{
+	my ($tag, $how) = @_;
+	my $load = start_load($node, sessions => $sessions, clients => 6,
+		per_client => 3000, tag => $tag);
+	wait_acked($load, 200 + int(rand(1500)));
+	if ($how eq 'immediate')
+	{
+		$node->stop('immediate');
+	}
+	else
+	{
+		$node->kill9;
+	}
+	my ($a, $s) = finish_load($load);
+	push @acked, @$a;
+	%sent = (%sent, %$s);
+	ok(scalar(@$a) > 0, "$tag: some appends were acknowledged before the $how stop");
+	ok(scalar(@$a) < scalar(keys %$s), "$tag: the $how stop hit the load mid-way (" . scalar(@$a) . " acknowledged)");
+	restart_node($node);
+	wait_ready($node);
+	return verify_acked($node, \@acked, \%sent, $sessions, "after $how ($tag)");
+}
+
+round('I1', 'immediate');
+round('K1', 'kill9');
+my ($lost, $checked) = round('K2', 'kill9');
+
+diag("002_crash: faults=3 (1 immediate stop, 2 postmaster kill -9), acknowledged checked=$checked, lost=$lost");
+$node->stop;
+done_testing();
