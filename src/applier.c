@@ -676,7 +676,24 @@ applier_main(Datum main_arg)
 
 	/* a restart after an error while READY keeps going where it was */
 	if (pg_atomic_read_u32(&fleet_shared->state) != FLEET_STATE_READY)
-		applier_recover();
+	{
+		PG_TRY();
+		{
+			applier_recover();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			/* keep the reason for the "not ready" error, then exit */
+			MemoryContextSwitchTo(applier_context);
+			edata = CopyErrorData();
+			fleetlm_set_recovery_error(edata->message);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		fleetlm_set_recovery_error("");
+	}
 
 	for (;;)
 	{

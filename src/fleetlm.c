@@ -40,11 +40,63 @@ int			fleetlm_startup_timeout_ms = 30000;
 
 void		_PG_init(void);
 
-static void fleetlm_define_gucs(void);
+static void fleetlm_define_gucs(bool preloading);
 
+/*
+ * Define the GUCs.  The PGC_POSTMASTER ones can only be defined while the
+ * library is preloaded; loaded later, the functions refuse to run anyway.
+ */
 static void
-fleetlm_define_gucs(void)
+fleetlm_define_gucs(bool preloading)
 {
+	DefineCustomBoolVariable("fleetlm.synchronous_append",
+							 "Whether append waits until its message is fsynced to the fleetlm WAL.",
+							 "Off returns once the message is in shared memory; a crash may lose the last few milliseconds.",
+							 &fleetlm_synchronous_append,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.startup_timeout",
+							"How long a call waits for fleetlm to finish recovery before failing.",
+							NULL,
+							&fleetlm_startup_timeout_ms,
+							30000,
+							0,
+							INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.flush_interval",
+							"Time between the applier's moves of durable messages into tables.",
+							NULL,
+							&fleetlm_flush_interval_ms,
+							300,
+							1,
+							60000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.flush_batch_size",
+							"Most messages the applier moves in one transaction.",
+							NULL,
+							&fleetlm_flush_batch_size,
+							10000,
+							1,
+							1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	if (!preloading)
+	{
+		MarkGUCPrefixReserved("fleetlm");
+		return;
+	}
+
 	DefineCustomStringVariable("fleetlm.database",
 							   "Database that holds fleetlm's tables; the applier connects to it.",
 							   NULL,
@@ -107,48 +159,6 @@ fleetlm_define_gucs(void)
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("fleetlm.flush_interval",
-							"Time between the applier's moves of durable messages into tables.",
-							NULL,
-							&fleetlm_flush_interval_ms,
-							300,
-							1,
-							60000,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("fleetlm.flush_batch_size",
-							"Most messages the applier moves in one transaction.",
-							NULL,
-							&fleetlm_flush_batch_size,
-							10000,
-							1,
-							1000000,
-							PGC_SIGHUP,
-							0,
-							NULL, NULL, NULL);
-
-	DefineCustomBoolVariable("fleetlm.synchronous_append",
-							 "Whether append waits until its message is fsynced to the fleetlm WAL.",
-							 "Off returns once the message is in shared memory; a crash may lose the last few milliseconds.",
-							 &fleetlm_synchronous_append,
-							 true,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomIntVariable("fleetlm.startup_timeout",
-							"How long a call waits for fleetlm to finish recovery before failing.",
-							NULL,
-							&fleetlm_startup_timeout_ms,
-							30000,
-							0,
-							INT_MAX,
-							PGC_USERSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
 	MarkGUCPrefixReserved("fleetlm");
 }
 
@@ -160,7 +170,7 @@ fleetlm_define_gucs(void)
 void
 _PG_init(void)
 {
-	fleetlm_define_gucs();
+	fleetlm_define_gucs(process_shared_preload_libraries_in_progress);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

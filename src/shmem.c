@@ -136,6 +136,8 @@ shmem_startup(void)
 		pg_atomic_init_u64(&fleet_shared->recovery_records, 0);
 		pg_atomic_init_u64(&fleet_shared->recovery_usec, 0);
 		pg_atomic_init_u64(&fleet_shared->recovery_end_lsn, 0);
+		SpinLockInit(&fleet_shared->error_lock);
+		fleet_shared->recovery_error[0] = '\0';
 	}
 
 	fleet_ring = ShmemInitStruct("fleetlm ring", (Size) FLEETLM_RING_SIZE, &found);
@@ -175,6 +177,18 @@ fleetlm_require_database(void)
 						fleetlm_database),
 				 errhint("Connect to database \"%s\", or set fleetlm.database to this database and restart the server.",
 						 fleetlm_database)));
+}
+
+/*
+ * Remember why recovery failed ("" once it succeeded), for callers that
+ * time out waiting for READY.
+ */
+void
+fleetlm_set_recovery_error(const char *msg)
+{
+	SpinLockAcquire(&fleet_shared->error_lock);
+	strlcpy(fleet_shared->recovery_error, msg, sizeof(fleet_shared->recovery_error));
+	SpinLockRelease(&fleet_shared->error_lock);
 }
 
 const char *
@@ -223,11 +237,17 @@ fleetlm_wait_ready(void)
 		waited = TimestampDifferenceMilliseconds(start, GetCurrentTimestamp());
 		if (waited >= fleetlm_startup_timeout_ms)
 		{
+			char		why[sizeof(fleet_shared->recovery_error)];
+
 			ConditionVariableCancelSleep();
+			SpinLockAcquire(&fleet_shared->error_lock);
+			strlcpy(why, fleet_shared->recovery_error, sizeof(why));
+			SpinLockRelease(&fleet_shared->error_lock);
 			ereport(ERROR,
 					(errcode(ERRCODE_CANNOT_CONNECT_NOW),
 					 errmsg("fleetlm is not ready (state \"%s\") after waiting %d ms",
 							fleetlm_state_name(state), fleetlm_startup_timeout_ms),
+					 why[0] ? errdetail("The applier's last recovery attempt failed: %s", why) : 0,
 					 errhint("Check the server log for the fleetlm applier; it replays the WAL before appends are accepted.")));
 		}
 		if (applier != NULL)

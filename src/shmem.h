@@ -38,6 +38,7 @@
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "storage/spin.h"
 
 /* Life cycle of the log, in FleetShared->state */
 typedef enum FleetState
@@ -103,6 +104,10 @@ typedef struct FleetShared
 	pg_atomic_uint64 recovery_records;
 	pg_atomic_uint64 recovery_usec;
 	pg_atomic_uint64 recovery_end_lsn;
+
+	/* why the last recovery failed, for the "not ready" error; "" if none */
+	slock_t		error_lock;
+	char		recovery_error[256];
 } FleetShared;
 
 extern FleetShared *fleet_shared;
@@ -116,6 +121,7 @@ extern void fleetlm_require_shmem(void);
 extern void fleetlm_require_database(void);
 extern void fleetlm_wait_ready(void);
 extern const char *fleetlm_state_name(uint32 state);
+extern void fleetlm_set_recovery_error(const char *msg);
 
 /* Positions with the barriers their readers and writers need */
 static inline uint64
