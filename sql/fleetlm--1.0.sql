@@ -175,3 +175,12 @@ GRANT EXECUTE ON FUNCTION
     fleetlm.append(text, text, text, jsonb, jsonb),
     fleetlm.flush()
 TO fleetlm_writer;
+
+-- Tell a running server that its WAL belongs to an earlier installation,
+-- if there was one (DROP EXTENSION, then CREATE EXTENSION without restart).
+CREATE FUNCTION fleetlm._created()
+RETURNS void
+AS 'MODULE_PATHNAME', 'fleetlm_created'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION fleetlm._created() FROM PUBLIC;
+SELECT fleetlm._created();

@@ -13,6 +13,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "commands/dbcommands.h"
 #include "utils/builtins.h"
 
 #include "applier.h"
@@ -23,6 +24,7 @@
 
 PG_FUNCTION_INFO_V1(fleetlm_flush);
 PG_FUNCTION_INFO_V1(fleetlm_stats);
+PG_FUNCTION_INFO_V1(fleetlm_created);
 
 #define STATS_NATTS 25
 
@@ -121,4 +123,25 @@ fleetlm_stats(PG_FUNCTION_ARGS)
 	Assert(i == STATS_NATTS);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * fleetlm._created(), run by the install script.  If this server already
+ * runs a WAL of an earlier installation (the extension was dropped and is
+ * being created again), appends must stop until a restart: the next
+ * recovery discards that WAL, so anything acknowledged into it now would
+ * be lost.
+ */
+Datum
+fleetlm_created(PG_FUNCTION_ARGS)
+{
+	if (fleet_shared == NULL || fleet_shared->wal_id == 0)
+		PG_RETURN_VOID();
+	if (get_database_oid(fleetlm_database, true) != MyDatabaseId)
+		PG_RETURN_VOID();
+	pg_atomic_write_u32(&fleet_shared->reinstalled, 1);
+	ereport(WARNING,
+			(errmsg("fleetlm was created again while the server runs the WAL of its earlier installation"),
+			 errhint("Restart the server before using fleetlm.")));
+	PG_RETURN_VOID();
 }

@@ -712,6 +712,11 @@ applier_main(Datum main_arg)
 		pg_atomic_write_u32(&fleet_shared->flush_requested, 0);
 		durable = fleet_read_pos(&fleet_shared->durable);
 		applied = fleet_read_pos(&fleet_shared->applied);
+
+		/* the ring belongs to a dropped installation: leave it alone */
+		if (pg_atomic_read_u32(&fleet_shared->reinstalled) != 0)
+			durable = applied;
+
 		if (durable > applied)
 		{
 			MemoryContext cxt = CurrentMemoryContext;

@@ -106,6 +106,7 @@ shmem_startup(void)
 		pg_atomic_init_u32(&fleet_shared->flush_requested, 0);
 		pg_atomic_init_u32(&fleet_shared->writer_error, 0);
 		pg_atomic_init_u32(&fleet_shared->recovered_once, 0);
+		pg_atomic_init_u32(&fleet_shared->reinstalled, 0);
 		fleet_shared->ring_size = FLEETLM_RING_SIZE;
 		fleet_shared->segment_size = FLEETLM_SEGMENT_SIZE;
 		pg_atomic_init_u64(&fleet_shared->inserted, FLEET_FIRST_LSN);
@@ -221,6 +222,12 @@ fleetlm_wait_ready(void)
 
 	fleetlm_require_shmem();
 	fleetlm_require_database();
+	if (unlikely(pg_atomic_read_u32(&fleet_shared->reinstalled) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("fleetlm was dropped and created again since the server started"),
+				 errdetail("The running WAL belongs to the dropped installation."),
+				 errhint("Restart the server to start the new installation's WAL.")));
 	if (likely(pg_atomic_read_u32(&fleet_shared->state) == FLEET_STATE_READY))
 		return;
 

@@ -60,6 +60,7 @@ typedef struct FleetShared
 	pg_atomic_uint32 flush_requested;	/* a backend waits in flush() */
 	pg_atomic_uint32 writer_error;	/* errno of a failed segment creation */
 	pg_atomic_uint32 recovered_once;	/* recovery has completed since start */
+	pg_atomic_uint32 reinstalled;	/* extension dropped and created again */
 
 	uint64		ring_size;		/* bytes in the ring */
 	uint64		segment_size;	/* bytes per WAL segment */

@@ -1,0 +1,53 @@
+# 008_wait_cancel.pl: the wait for durability.  While the WAL writer is
+# stopped, an append is not acknowledged and its message is not visible; a
+# cancelled wait says the message may still become durable, and it does.
+# Also: DROP + CREATE EXTENSION without a restart stops appends until the
+# restart, so nothing is acknowledged into a WAL that will be discarded.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use FleetlmTest;
+
+my $node = fleetlm_node('cancel');
+my $s = create_sessions($node, 'wc', 1)->[0];
+is(fleet_query($node, "SELECT fleetlm.append('$s', 'u-1', 'text', '{\"m\": 1}')"), '1', 'first append');
+
+my $writer = stat_value($node, 'writer_pid');
+kill 'STOP', $writer;
+
+# a timed-out wait: error, with the warning that the message may still land
+my ($ret, $out, $err) = $node->psql('postgres',
+	"SET statement_timeout = '300ms'; SELECT fleetlm.append('$s', 'u-1', 'text', '{\"m\": 2}')");
+like($err, qr/WARNING:  canceled the wait for durability of message 2 of fleetlm session "$s".*may still become durable/s,
+	'a cancelled wait warns that the message may still become durable');
+like($err, qr/canceling statement due to statement timeout/, 'and the cancel goes through');
+
+# synchronous_append = off returns, but the message is not durable: not shown
+is(fleet_query($node, "SET fleetlm.synchronous_append = off; SELECT fleetlm.append('$s', 'u-1', 'text', '{\"m\": 3}')"),
+	'3', 'an asynchronous append returns while the writer is stopped');
+is(fleet_query($node, "SELECT string_agg(content->>'m', ',' ORDER BY seq) FROM fleetlm.messages('$s')"),
+	'1', 'messages() shows no message that is not durable');
+is(fleet_query($node, "SELECT fleetlm.last_seq('$s')"), '1', 'nor does last_seq()');
+
+kill 'CONT', $writer;
+$node->poll_query_until('postgres', "SELECT fleetlm.last_seq('$s') = 3")
+  or die 'messages did not become durable';
+is(fleet_query($node, "SELECT string_agg(content->>'m', ',' ORDER BY seq) FROM fleetlm.messages('$s')"),
+	'1,2,3', 'once the writer runs, the cancelled and the asynchronous message are durable');
+
+# drop and create again without a restart
+fleet_query($node, 'DROP EXTENSION fleetlm');
+($ret, $out, $err) = $node->psql('postgres', 'CREATE EXTENSION fleetlm');
+like($err, qr/fleetlm was created again while the server runs the WAL of its earlier installation/,
+	'CREATE EXTENSION warns');
+fleet_query($node, "SELECT fleetlm.create_session('u-1', 'a-1', session_id => 'new')");
+($ret, $out, $err) = $node->psql('postgres', "SELECT fleetlm.append('new', 'u-1', 'text', '{}')");
+like($err, qr/fleetlm was dropped and created again since the server started.*Restart the server/s,
+	'appends refuse until the restart');
+$node->restart;
+wait_ready($node);
+is(fleet_query($node, "SELECT fleetlm.append('new', 'u-1', 'text', '{}')"), '1', 'after the restart, the new installation works');
+$node->stop;
+done_testing();
