@@ -17,12 +17,13 @@ OBJS = \
 	src/applier.o \
 	src/append.o \
 	src/read.o \
+	src/api.o \
 	src/admin.o
 
 DATA = sql/fleetlm--1.0.sql
 PGFILEDESC = "fleetlm - durable conversation store for LLM agents"
 
-REGRESS = fleetlm_setup fleetlm_core fleetlm_errors
+REGRESS = fleetlm_setup fleetlm_core fleetlm_api fleetlm_roles fleetlm_errors
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --load-extension=fleetlm
 
 PG_CPPFLAGS = -I$(srcdir)/src

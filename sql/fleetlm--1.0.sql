@@ -80,14 +80,81 @@ AS 'MODULE_PATHNAME', 'fleetlm_create_session'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 CREATE FUNCTION fleetlm.append(
-    session_id  text,
-    sender_id   text,
-    kind        text,
-    content     jsonb,
-    metadata    jsonb DEFAULT '{}')
+    session_id      text,
+    sender_id       text,
+    kind            text,
+    content         jsonb,
+    metadata        jsonb DEFAULT '{}',
+    idempotency_key text  DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'fleetlm_append'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION fleetlm.append_batch(
+    session_id  text,
+    sender_id   text,
+    messages    jsonb)
+RETURNS SETOF bigint
+AS 'MODULE_PATHNAME', 'fleetlm_append_batch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 10;
+
+CREATE FUNCTION fleetlm.delete_session(session_id text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'fleetlm_delete_session'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE TYPE fleetlm.session_info AS (
+    session_id  text,
+    user_id     text,
+    agent_id    text,
+    metadata    jsonb,
+    created_at  timestamptz,
+    last_seq    bigint
+);
+
+CREATE FUNCTION fleetlm.get_session(session_id text)
+RETURNS fleetlm.session_info
+AS 'MODULE_PATHNAME', 'fleetlm_get_session'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION fleetlm.list_sessions(
+    user_id     text,
+    max_count   integer DEFAULT 100,
+    before_id   text    DEFAULT NULL)
+RETURNS SETOF fleetlm.session_info
+AS 'MODULE_PATHNAME', 'fleetlm_list_sessions'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+
+CREATE FUNCTION fleetlm.mark_read(
+    session_id      text,
+    participant_id  text,
+    last_seq        bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'fleetlm_mark_read'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION fleetlm.inbox(
+    user_id     text,
+    max_count   integer DEFAULT 100,
+    OUT session_id      text,
+    OUT agent_id        text,
+    OUT last_seq        bigint,
+    OUT last_message_at timestamptz,
+    OUT last_sender_id  text,
+    OUT last_read_seq   bigint,
+    OUT unread_count    bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'fleetlm_inbox'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+
+CREATE FUNCTION fleetlm.wait_for_messages(
+    session_id  text,
+    after_seq   bigint,
+    timeout     interval DEFAULT '30s',
+    max_count   integer  DEFAULT 100)
+RETURNS SETOF fleetlm.messages
+AS 'MODULE_PATHNAME', 'fleetlm_wait_for_messages'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
 
 CREATE FUNCTION fleetlm.messages(
     session_id  text,
@@ -164,6 +231,10 @@ GRANT USAGE ON SCHEMA fleetlm TO fleetlm_reader;
 GRANT EXECUTE ON FUNCTION
     fleetlm.messages(text, bigint, integer),
     fleetlm.last_seq(text),
+    fleetlm.get_session(text),
+    fleetlm.list_sessions(text, integer, text),
+    fleetlm.inbox(text, integer),
+    fleetlm.wait_for_messages(text, bigint, interval, integer),
     fleetlm.stats()
 TO fleetlm_reader;
 GRANT SELECT ON fleetlm.sessions, fleetlm.messages, fleetlm.cursors,
@@ -172,7 +243,10 @@ TO fleetlm_reader;
 
 GRANT EXECUTE ON FUNCTION
     fleetlm.create_session(text, text, jsonb, text),
-    fleetlm.append(text, text, text, jsonb, jsonb),
+    fleetlm.append(text, text, text, jsonb, jsonb, text),
+    fleetlm.append_batch(text, text, jsonb),
+    fleetlm.delete_session(text),
+    fleetlm.mark_read(text, text, bigint),
     fleetlm.flush()
 TO fleetlm_writer;
 

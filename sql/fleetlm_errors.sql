@@ -61,7 +61,82 @@ SELECT t.call, pg_temp.try(t.call) AS result
     ($$SELECT fleetlm.create_session('u', 'a', '[]')$$),
     ($$SELECT fleetlm.create_session('u', 'a', '{}', '')$$),
     ($$SELECT fleetlm.create_session('u', 'a', '{}', repeat('s', 65))$$),
-    ($$SELECT fleetlm.create_session('u', 'a', '{}', 'err-1')$$)
+    ($$SELECT fleetlm.create_session('u', 'a', '{}', 'err-1')$$),
+    -- append: idempotency keys
+    ($$SELECT fleetlm.append('err-1', 'erin', 'text', '{}', '{}', '')$$),
+    ($$SELECT fleetlm.append('err-1', 'erin', 'text', '{}', '{}', repeat('k', 129))$$),
+    -- append_batch
+    ($$SELECT fleetlm.append_batch(NULL, 'erin', '[]')$$),
+    ($$SELECT fleetlm.append_batch('err-1', NULL, '[]')$$),
+    ($$SELECT fleetlm.append_batch('err-1', 'erin', NULL)$$),
+    ($$SELECT fleetlm.append_batch('err-1', 'erin', '{"kind": "text"}')$$),
+    ($$SELECT fleetlm.append_batch('err-1', 'erin', '"text"')$$),
+    ($$SELECT fleetlm.append_batch('err-1', 'erin', '[]')$$),
+    ($$SELECT fleetlm.append_batch('err-1', 'erin', '[{"kind": "text", "content": 1}, 2]')$$),
+    ($$SELECT fleetlm.append_batch('err-1', 'erin', '[{"content": 1}]')$$),
+    ($$SELECT fleetlm.append_batch('err-1', 'erin', '[{"kind": 7, "content": 1}]')$$),
+    ($$SELECT fleetlm.append_batch('err-1', 'erin', '[{"kind": "text"}]')$$),
+    ($$SELECT fleetlm.append_batch('err-1', 'erin', '[{"kind": "text", "content": 1, "extra": 2}]')$$),
+    ($$SELECT fleetlm.append_batch('err-1', 'erin', '[{"kind": "", "content": 1}]')$$),
+    ($$SELECT fleetlm.append_batch('err-1', 'erin', '[{"kind": "text", "content": 1, "metadata": [1]}]')$$),
+    ($$SELECT fleetlm.append_batch('err-1', 'erin', (SELECT jsonb_agg(jsonb_build_object('kind', 'text', 'content', i)) FROM generate_series(1, 1001) i))$$),
+    ($$SELECT fleetlm.append_batch('err-1', 'erin', (SELECT jsonb_agg(jsonb_build_object('kind', 'text', 'content', repeat('x', 100000))) FROM generate_series(1, 3) i))$$),
+    ($$SELECT fleetlm.append_batch('no-such-session', 'erin', '[{"kind": "text", "content": 1}]')$$),
+    -- delete_session
+    ($$SELECT fleetlm.delete_session(NULL)$$),
+    ($$SELECT fleetlm.delete_session('no-such-session')$$),
+    ($$SELECT fleetlm.delete_session('')$$),
+    -- get_session, list_sessions
+    ($$SELECT fleetlm.get_session(NULL)$$),
+    ($$SELECT fleetlm.get_session('no-such-session')$$),
+    ($$SELECT * FROM fleetlm.list_sessions(NULL)$$),
+    ($$SELECT * FROM fleetlm.list_sessions('erin', NULL)$$),
+    ($$SELECT * FROM fleetlm.list_sessions('erin', 0)$$),
+    ($$SELECT * FROM fleetlm.list_sessions('erin', 1000000)$$),
+    ($$SELECT * FROM fleetlm.list_sessions('erin', 10, 'no-such-session')$$),
+    ($$SELECT * FROM fleetlm.list_sessions('', 10)$$),
+    -- mark_read
+    ($$SELECT fleetlm.mark_read(NULL, 'erin', 1)$$),
+    ($$SELECT fleetlm.mark_read('err-1', NULL, 1)$$),
+    ($$SELECT fleetlm.mark_read('err-1', 'erin', NULL)$$),
+    ($$SELECT fleetlm.mark_read('err-1', 'erin', -1)$$),
+    ($$SELECT fleetlm.mark_read('err-1', 'erin', 2)$$),
+    ($$SELECT fleetlm.mark_read('err-1', 'erin', 9223372036854775807)$$),
+    ($$SELECT fleetlm.mark_read('err-1', '', 1)$$),
+    ($$SELECT fleetlm.mark_read('no-such-session', 'erin', 0)$$),
+    -- inbox
+    ($$SELECT * FROM fleetlm.inbox(NULL)$$),
+    ($$SELECT * FROM fleetlm.inbox('erin', NULL)$$),
+    ($$SELECT * FROM fleetlm.inbox('erin', -1)$$),
+    -- wait_for_messages
+    ($$SELECT * FROM fleetlm.wait_for_messages(NULL, 0)$$),
+    ($$SELECT * FROM fleetlm.wait_for_messages('err-1', NULL)$$),
+    ($$SELECT * FROM fleetlm.wait_for_messages('err-1', -1)$$),
+    ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, NULL)$$),
+    ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, '-1 second')$$),
+    ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, '2 days')$$),
+    ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, '1s', 0)$$),
+    ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, '1s', NULL)$$),
+    ($$SELECT * FROM fleetlm.wait_for_messages('no-such-session', 0, '1s')$$)
+  ) AS t(call);
+
+-- deleted sessions refuse everything
+SELECT fleetlm.create_session('erin', 'helper-bot', session_id => 'err-deleted');
+SELECT fleetlm.delete_session('err-deleted');
+UPDATE before SET inserted_lsn = (SELECT inserted_lsn FROM fleetlm.stat),
+                  append_bytes = (SELECT append_bytes FROM fleetlm.stat);
+-- (the message says "has been deleted" or, once the applier has removed
+-- the session, "does not exist": the SQLSTATE is the same)
+SELECT t.call, left(pg_temp.try(t.call), 5) AS sqlstate
+  FROM (VALUES
+    ($$SELECT fleetlm.append('err-deleted', 'erin', 'text', '{}')$$),
+    ($$SELECT fleetlm.append_batch('err-deleted', 'erin', '[{"kind": "text", "content": 1}]')$$),
+    ($$SELECT * FROM fleetlm.messages('err-deleted')$$),
+    ($$SELECT fleetlm.last_seq('err-deleted')$$),
+    ($$SELECT fleetlm.get_session('err-deleted')$$),
+    ($$SELECT fleetlm.mark_read('err-deleted', 'erin', 0)$$),
+    ($$SELECT fleetlm.delete_session('err-deleted')$$),
+    ($$SELECT * FROM fleetlm.wait_for_messages('err-deleted', 0, '1s')$$)
   ) AS t(call);
 
 -- nothing was written: no append counted, no byte inserted, seq unchanged

@@ -40,19 +40,7 @@ fleetlm_flush(PG_FUNCTION_ARGS)
 
 	fleetlm_wait_ready();
 	target = fleet_read_pos(&fleet_shared->inserted);
-	if (fleet_read_pos(&fleet_shared->applied) >= target)
-		PG_RETURN_VOID();
-
-	walwriter_wake();
-	ConditionVariablePrepareToSleep(&fleet_shared->applied_cv);
-	while (fleet_read_pos(&fleet_shared->applied) < target)
-	{
-		pg_atomic_write_u32(&fleet_shared->flush_requested, 1);
-		applier_wake();
-		(void) ConditionVariableTimedSleep(&fleet_shared->applied_cv, 1000,
-										   FLEETLM_WAIT_EVENT);
-	}
-	ConditionVariableCancelSleep();
+	fleetlm_wait_applied(target);
 	PG_RETURN_VOID();
 }
 

@@ -40,6 +40,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -94,6 +95,7 @@ static uint64 applier_apply_batch(uint64 from, uint64 target, uint64 *nrows);
 static void applier_rows_add(ApplyRows *rows, FleetRecord *rec);
 static void applier_rows_flush(ApplyRows *rows);
 static void applier_delete_session(const char *session_id, int len);
+static HTAB *applier_find_tombstones(uint64 from, uint64 target);
 static void applier_publish(uint64 applied);
 static void applier_set_state(FleetState state);
 
@@ -328,6 +330,8 @@ applier_scan(SegmentReader *reader, uint64 start, uint64 *nrecords)
 		}
 		ring_write(pos, rec, alen);
 		pfree(rec);
+		if (hdr.type == FLEET_REC_DELETE_SESSION)
+			fleet_count(&fleet_shared->tombstones, 1);
 		pos += alen;
 		(*nrecords)++;
 		fleet_write_pos(&fleet_shared->inserted, pos);
@@ -545,6 +549,54 @@ applier_delete_session(const char *session_id, int len)
  * fleetlm.flush_batch_size records, store the new position, commit.
  * Returns the new applied position.
  */
+/* entry of the tombstone map: session id -> position of its last tombstone */
+typedef struct TombstoneEntry
+{
+	char		session_id[FLEETLM_ID_MAXLEN + 1];
+	uint64		lsn;
+} TombstoneEntry;
+
+/*
+ * Deletions waiting in [from, target): session -> its last tombstone.
+ * Appends of those sessions before their tombstone are skipped, so they
+ * never reach the table.  Only headers are read; NULL if there are none.
+ */
+static HTAB *
+applier_find_tombstones(uint64 from, uint64 target)
+{
+	HASHCTL		ctl;
+	HTAB	   *map = NULL;
+	uint64		pos = from;
+
+	while (pos < target)
+	{
+		FleetRecordHeader hdr;
+
+		ring_read_header(pos, &hdr);
+		if (hdr.type == FLEET_REC_DELETE_SESSION)
+		{
+			char		id[FLEETLM_ID_MAXLEN + 1];
+			TombstoneEntry *e;
+
+			if (map == NULL)
+			{
+				ctl.keysize = FLEETLM_ID_MAXLEN + 1;
+				ctl.entrysize = sizeof(TombstoneEntry);
+				ctl.hcxt = CurrentMemoryContext;
+				map = hash_create("fleetlm tombstones", 64, &ctl,
+								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+			}
+			ring_read(pos + sizeof(FleetRecordHeader), id,
+					  Min(hdr.session_len, FLEETLM_ID_MAXLEN));
+			id[Min(hdr.session_len, FLEETLM_ID_MAXLEN)] = '\0';
+			e = hash_search(map, id, HASH_ENTER, NULL);
+			e->lsn = pos;
+		}
+		pos += FLEET_REC_ALIGN(hdr.total_len);
+	}
+	return map;
+}
+
 static uint64
 applier_apply_batch(uint64 from, uint64 target, uint64 *nrows)
 {
@@ -554,6 +606,8 @@ applier_apply_batch(uint64 from, uint64 target, uint64 *nrows)
 	ApplyRows	rows;
 	uint64		pos = from;
 	int			nrec = 0;
+	int			ntombstones = 0;
+	HTAB	   *tombstones = NULL;
 	MemoryContext oldcxt;
 
 	SetCurrentStatementStartTimestamp();
@@ -565,6 +619,9 @@ applier_apply_batch(uint64 from, uint64 target, uint64 *nrows)
 
 	memset(&rows, 0, sizeof(rows));
 	*nrows = 0;
+	if (pg_atomic_read_u64(&fleet_shared->tombstones) !=
+		pg_atomic_read_u64(&fleet_shared->tombstones_applied))
+		tombstones = applier_find_tombstones(from, target);
 	while (pos < target && nrec < fleetlm_flush_batch_size)
 	{
 		char	   *buf = ring_read_record(pos);
@@ -573,13 +630,28 @@ applier_apply_batch(uint64 from, uint64 target, uint64 *nrows)
 		record_decode(buf, &rec);
 		if (rec.hdr->type == FLEET_REC_APPEND)
 		{
-			applier_rows_add(&rows, &rec);
-			(*nrows)++;
+			TombstoneEntry *t = NULL;
+
+			if (tombstones != NULL)
+			{
+				char		id[FLEETLM_ID_MAXLEN + 1];
+				int			len = Min(rec.hdr->session_len, FLEETLM_ID_MAXLEN);
+
+				memcpy(id, rec.session_id, len);
+				id[len] = '\0';
+				t = hash_search(tombstones, id, HASH_FIND, NULL);
+			}
+			if (t == NULL || t->lsn < pos)
+			{
+				applier_rows_add(&rows, &rec);
+				(*nrows)++;
+			}
 		}
 		else if (rec.hdr->type == FLEET_REC_DELETE_SESSION)
 		{
 			applier_rows_flush(&rows);
 			applier_delete_session(rec.session_id, rec.hdr->session_len);
+			ntombstones++;
 		}
 		pos += FLEET_REC_ALIGN(rec.hdr->total_len);
 		nrec++;
@@ -601,6 +673,8 @@ applier_apply_batch(uint64 from, uint64 target, uint64 *nrows)
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextReset(batch_context);
+	if (ntombstones > 0)
+		fleet_count(&fleet_shared->tombstones_applied, ntombstones);
 	return pos;
 }
 

@@ -194,7 +194,7 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 		table_last = after_seq + list_length(tuples);
 
 		LWLockAcquire(plock, LW_SHARED);
-		entry = session_find(session_id, hashcode);
+		entry = session_find_live(session_id, hashcode);
 		if (entry != NULL)
 		{
 			last_lsn = entry->last_lsn;
@@ -308,7 +308,7 @@ read_last_seq(const char *session_id)
 
 		CHECK_FOR_INTERRUPTS();
 		LWLockAcquire(plock, LW_SHARED);
-		entry = session_find(session_id, hashcode);
+		entry = session_find_live(session_id, hashcode);
 		if (entry != NULL)
 		{
 			int64		seq;
@@ -337,6 +337,69 @@ read_last_seq(const char *session_id)
 		if (pg_atomic_read_u64(&fleet_shared->eviction_count) == evictions)
 			return info.last_seq;
 	}
+}
+
+/*
+ * If the session has an entry in the session table, fill *tail with its
+ * last durable seq and, when that message is still in the ring, its time
+ * and sender.  Returns false if there is no (live) entry: the tables alone
+ * then know the session.  Callers that combine this with a table read
+ * guard against a racing eviction with eviction_count.
+ */
+bool
+read_session_tail(const char *session_id, SessionTail *tail)
+{
+	uint32		hashcode = session_hash_code(session_id);
+	LWLock	   *plock = session_partition_lock(hashcode);
+	FleetSession *entry;
+	uint64		lsn;
+	uint64		applied;
+	uint64		durable;
+	int64		seq;
+
+	memset(tail, 0, sizeof(*tail));
+	LWLockAcquire(plock, LW_SHARED);
+	entry = session_find_live(session_id, hashcode);
+	if (entry == NULL)
+	{
+		LWLockRelease(plock);
+		return false;
+	}
+	lsn = entry->last_lsn;
+	seq = entry->last_seq;
+	tail->deleted = entry->deleted;
+	LWLockRelease(plock);
+
+	tail->last_seq = seq;
+	if (tail->deleted)
+		return true;
+
+	LWLockAcquire(fleet_shared->reclaim_lock, LW_SHARED);
+	applied = fleet_read_pos(&fleet_shared->applied);
+	durable = fleet_read_pos(&fleet_shared->durable);
+	while (lsn != 0 && lsn >= applied)
+	{
+		FleetRecordHeader hdr;
+
+		ring_read_header(lsn, &hdr);
+		if (lsn + FLEET_REC_ALIGN(hdr.total_len) <= durable)
+		{
+			char	   *buf = ring_read_record(lsn);
+			FleetRecord rec;
+
+			record_decode(buf, &rec);
+			tail->in_ring = true;
+			tail->last_seq = hdr.seq;
+			tail->last_at = hdr.created_at;
+			tail->last_sender = record_text(rec.sender_id, hdr.sender_len);
+			pfree(buf);
+			break;
+		}
+		tail->last_seq = hdr.seq - 1;
+		lsn = hdr.prev_lsn;
+	}
+	LWLockRelease(fleet_shared->reclaim_lock);
+	return true;
 }
 
 /*

@@ -88,6 +88,36 @@ session_find(const char *id, uint32 hashcode)
 														NULL);
 }
 
+/*
+ * Like session_find, but an entry of a deleted session whose deletion the
+ * applier has already carried out counts as absent: the tables are the
+ * truth for it (the id may even belong to a new session by now).
+ */
+FleetSession *
+session_find_live(const char *id, uint32 hashcode)
+{
+	FleetSession *entry = session_find(id, hashcode);
+
+	if (entry != NULL && entry->deleted &&
+		entry->last_lsn < fleet_read_pos(&fleet_shared->applied))
+		return NULL;
+	return entry;
+}
+
+/*
+ * Remove an entry; caller holds its partition lock exclusively.  Counts as
+ * an eviction, so a loader whose snapshot predates the removal retries.
+ */
+void
+session_remove(FleetSession *entry)
+{
+	char		id[FLEETLM_ID_MAXLEN + 1];
+
+	strlcpy(id, entry->id, sizeof(id));
+	pg_atomic_fetch_add_u64(&fleet_shared->eviction_count, 1);
+	hash_search(session_htab, id, HASH_REMOVE, NULL);
+}
+
 long
 session_count(void)
 {
@@ -218,6 +248,7 @@ session_acquire(const char *id, uint32 hashcode)
 {
 	LWLock	   *lock = session_partition_lock(hashcode);
 	int			full_retries = 0;
+	bool		was_deleted = false;
 
 	for (;;)
 	{
@@ -228,6 +259,14 @@ session_acquire(const char *id, uint32 hashcode)
 
 		LWLockAcquire(lock, LW_EXCLUSIVE);
 		entry = session_find(id, hashcode);
+		if (entry != NULL && entry->deleted &&
+			entry->last_lsn < fleet_read_pos(&fleet_shared->applied))
+		{
+			/* the deletion is in the tables now; they decide from here */
+			session_remove(entry);
+			entry = NULL;
+			was_deleted = true;
+		}
 		if (entry != NULL)
 		{
 			if (entry->deleted)
@@ -251,6 +290,8 @@ session_acquire(const char *id, uint32 hashcode)
 		if (!session_load_info(id, &info, true))
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
+					 was_deleted ?
+					 errmsg("fleetlm session \"%s\" has been deleted", id) :
 					 errmsg("fleetlm session \"%s\" does not exist", id)));
 
 		LWLockAcquire(lock, LW_EXCLUSIVE);

@@ -54,6 +54,7 @@ extern void session_shmem_init(void);
 extern uint32 session_hash_code(const char *id);
 extern LWLock *session_partition_lock(uint32 hashcode);
 extern FleetSession *session_find(const char *id, uint32 hashcode);
+extern FleetSession *session_find_live(const char *id, uint32 hashcode);
 extern FleetSession *session_acquire(const char *id, uint32 hashcode);
 extern bool session_load_info(const char *id, FleetSessionInfo *info,
 							  bool for_append);
@@ -62,5 +63,6 @@ extern int64 session_durable_last_seq(FleetSession *entry, uint64 durable,
 									  uint64 applied);
 extern uint64 session_evict(uint64 applied, bool aggressive);
 extern long session_count(void);
+extern void session_remove(FleetSession *entry);
 
 #endif							/* FLEETLM_SESSION_H */

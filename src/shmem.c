@@ -19,6 +19,9 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
+#include "applier.h"
+#include "walwriter.h"
+
 #include "fleetlm.h"
 #include "session.h"
 #include "shmem.h"
@@ -126,6 +129,8 @@ shmem_startup(void)
 		ConditionVariableInit(&fleet_shared->new_message_cv);
 		pg_atomic_init_u64(&fleet_shared->appends, 0);
 		pg_atomic_init_u64(&fleet_shared->append_bytes, 0);
+		pg_atomic_init_u64(&fleet_shared->tombstones, 0);
+		pg_atomic_init_u64(&fleet_shared->tombstones_applied, 0);
 		pg_atomic_init_u64(&fleet_shared->space_waits, 0);
 		pg_atomic_init_u64(&fleet_shared->fsyncs, 0);
 		pg_atomic_init_u64(&fleet_shared->fsync_records, 0);
@@ -261,6 +266,27 @@ fleetlm_wait_ready(void)
 			SetLatch(applier);
 		(void) ConditionVariableTimedSleep(&fleet_shared->ready_cv,
 										   Min(100, fleetlm_startup_timeout_ms - waited),
+										   FLEETLM_WAIT_EVENT);
+	}
+	ConditionVariableCancelSleep();
+}
+
+/*
+ * Wait until the applier has applied everything below `target` (and so
+ * committed it to the tables).
+ */
+void
+fleetlm_wait_applied(uint64 target)
+{
+	if (fleet_read_pos(&fleet_shared->applied) >= target)
+		return;
+	walwriter_wake();
+	ConditionVariablePrepareToSleep(&fleet_shared->applied_cv);
+	while (fleet_read_pos(&fleet_shared->applied) < target)
+	{
+		pg_atomic_write_u32(&fleet_shared->flush_requested, 1);
+		applier_wake();
+		(void) ConditionVariableTimedSleep(&fleet_shared->applied_cv, 1000,
 										   FLEETLM_WAIT_EVENT);
 	}
 	ConditionVariableCancelSleep();

@@ -94,6 +94,8 @@ typedef struct FleetShared
 	/* statistics */
 	pg_atomic_uint64 appends;	/* records inserted (under insert_lock) */
 	pg_atomic_uint64 append_bytes;	/* bytes inserted (under insert_lock) */
+	pg_atomic_uint64 tombstones;	/* deletions inserted (under insert_lock) */
+	pg_atomic_uint64 tombstones_applied;	/* ... and applied (applier) */
 	pg_atomic_uint64 space_waits;	/* inserts that waited for ring space */
 	pg_atomic_uint64 fsyncs;	/* writer fdatasync rounds */
 	pg_atomic_uint64 fsync_records; /* records made durable by them */
@@ -123,6 +125,7 @@ extern void fleetlm_require_database(void);
 extern void fleetlm_wait_ready(void);
 extern const char *fleetlm_state_name(uint32 state);
 extern void fleetlm_set_recovery_error(const char *msg);
+extern void fleetlm_wait_applied(uint64 target);
 
 /* Positions with the barriers their readers and writers need */
 static inline uint64

@@ -1,0 +1,50 @@
+-- bench/setup.sql: objects the workloads need, run by bench/run with
+--   psql -v nsessions=N -v ncold=M -f bench/setup.sql
+-- in the database named by fleetlm.database, after CREATE EXTENSION fleetlm.
+\set ON_ERROR_STOP 1
+SET client_min_messages = warning;
+
+-- fleetlm sessions bench-1 .. bench-N (user-<i>, agent-<i>) for the append
+-- workloads, created (committed) before anything appends to them.
+SELECT count(fleetlm.create_session('user-' || g, 'agent-' || g, '{}', 'bench-' || g)) AS created_bench_sessions
+  FROM generate_series(1, :nsessions) g
+ WHERE NOT EXISTS (SELECT 1 FROM fleetlm.sessions s WHERE s.session_id = 'bench-' || g);
+
+-- The plain-insert baseline: a session row holding the last seq, and a
+-- message table shaped like fleetlm.messages' hot columns.
+CREATE TABLE IF NOT EXISTS bench_plain_sessions (
+    id       integer PRIMARY KEY,
+    last_seq bigint  NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS bench_plain_messages (
+    session_id  text        NOT NULL,
+    seq         bigint      NOT NULL,
+    sender      text        NOT NULL,
+    kind        text        NOT NULL,
+    content     jsonb       NOT NULL,
+    metadata    jsonb       NOT NULL DEFAULT '{}',
+    inserted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (session_id, seq)
+);
+INSERT INTO bench_plain_sessions (id)
+SELECT g FROM generate_series(1, :nsessions) g
+ON CONFLICT (id) DO NOTHING;
+
+-- cold-1 .. cold-M with 1,000 messages each (alternating user and agent,
+-- ~100 bytes of content), bulk-appended without waiting for the fsync and
+-- then flushed into fleetlm.messages.
+SELECT count(fleetlm.create_session('user-c' || g, 'agent-c' || g, '{}', 'cold-' || g)) AS created_cold_sessions
+  FROM generate_series(1, :ncold) g
+ WHERE NOT EXISTS (SELECT 1 FROM fleetlm.sessions s WHERE s.session_id = 'cold-' || g);
+SET fleetlm.synchronous_append = off;
+WITH todo AS MATERIALIZED (
+    SELECT g FROM generate_series(1, :ncold) g WHERE fleetlm.last_seq('cold-' || g) = 0)
+SELECT count(fleetlm.append('cold-' || g,
+                            CASE WHEN n % 2 = 1 THEN 'user-c' ELSE 'agent-c' END || g,
+                            'text',
+                            jsonb_build_object('text', 'Message ' || n || ' of a long conversation that a client replays from the start.')))
+       AS cold_messages
+  FROM todo CROSS JOIN generate_series(1, 1000) n;
+RESET fleetlm.synchronous_append;
+SELECT fleetlm.flush();
+VACUUM ANALYZE fleetlm.sessions, fleetlm.messages, bench_plain_sessions, bench_plain_messages;

@@ -1,0 +1,51 @@
+--
+-- fleetlm_roles: nothing for PUBLIC; fleetlm_reader reads, fleetlm_writer
+-- writes.  Ids that look like SQL are data.
+--
+\set VERBOSITY terse
+SELECT fleetlm.create_session('rita', 'bot', session_id => 'roles-1');
+SELECT fleetlm.append('roles-1', 'rita', 'text', '{"text": "hi"}');
+
+CREATE ROLE regress_fleet_nobody;
+CREATE ROLE regress_fleet_reader IN ROLE fleetlm_reader;
+CREATE ROLE regress_fleet_writer IN ROLE fleetlm_writer;
+
+SET ROLE regress_fleet_nobody;
+SELECT fleetlm.last_seq('roles-1');
+SELECT * FROM fleetlm.messages('roles-1');
+SELECT count(*) FROM fleetlm.messages;
+RESET ROLE;
+
+SET ROLE regress_fleet_reader;
+SELECT fleetlm.last_seq('roles-1');
+SELECT seq, content FROM fleetlm.messages('roles-1');
+SELECT session_id, unread_count FROM fleetlm.inbox('rita');
+SELECT count(*) FROM fleetlm.wait_for_messages('roles-1', 0, '0');
+SELECT fleetlm.append('roles-1', 'rita', 'text', '{}');
+SELECT fleetlm.create_session('rita', 'bot');
+SELECT fleetlm.mark_read('roles-1', 'rita', 1);
+SELECT fleetlm.delete_session('roles-1');
+INSERT INTO fleetlm.messages VALUES ('roles-1', 99, 'x', NULL, 'text', '{}', '{}', now(), NULL);
+RESET ROLE;
+
+SET ROLE regress_fleet_writer;
+SELECT fleetlm.append('roles-1', 'bot', 'text', '{"text": "hello rita"}');
+SELECT * FROM fleetlm.append_batch('roles-1', 'bot', '[{"kind": "text", "content": "a"}]');
+SELECT fleetlm.mark_read('roles-1', 'rita', 3);
+SELECT seq FROM fleetlm.messages('roles-1');
+UPDATE fleetlm.messages SET content = '{}';
+DELETE FROM fleetlm.wal_state;
+RESET ROLE;
+
+-- ids with quotes, backslashes and SQL fragments are stored verbatim
+SELECT fleetlm.create_session($$u'); DELETE FROM fleetlm.sessions; --$$, E'agent\\x', '{}', $$s"; DROP TABLE fleetlm.cursors; --$$);
+SELECT fleetlm.append($$s"; DROP TABLE fleetlm.cursors; --$$, $$u'); DELETE FROM fleetlm.sessions; --$$, $$k'||'$$, '{"q": "\u0027; --"}', idempotency_key => $$'); --$$);
+SELECT fleetlm.mark_read($$s"; DROP TABLE fleetlm.cursors; --$$, $$u'); DELETE FROM fleetlm.sessions; --$$, 1);
+SELECT session_id, agent_id, unread_count FROM fleetlm.inbox($$u'); DELETE FROM fleetlm.sessions; --$$);
+SELECT fleetlm.flush();
+SELECT session_id, sender_id, recipient_id, kind, content, idempotency_key
+  FROM fleetlm.messages WHERE session_id = $$s"; DROP TABLE fleetlm.cursors; --$$;
+SELECT count(*) > 0 AS sessions_still_there FROM fleetlm.sessions;
+SELECT count(*) AS cursors_still_there FROM fleetlm.cursors WHERE participant_id = $$u'); DELETE FROM fleetlm.sessions; --$$;
+
+DROP ROLE regress_fleet_nobody, regress_fleet_reader, regress_fleet_writer;
