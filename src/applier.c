@@ -89,7 +89,8 @@ static bool applier_read_state(uint64 *applied, bool *have_id, uint64 *wal_id);
 static void applier_store_wal_id(uint64 wal_id);
 static void applier_recover(void);
 static uint64 applier_scan(SegmentReader *reader, uint64 start, uint64 *nrecords);
-static void applier_report_end(SegmentReader *reader, uint64 end, const char *why);
+static void applier_report_end(SegmentReader *reader, uint64 end, uint64 stop,
+							   const char *why);
 static void applier_apply_until(uint64 target);
 static uint64 applier_apply_batch(uint64 from, uint64 target, uint64 *nrows);
 static void applier_rows_add(ApplyRows *rows, FleetRecord *rec);
@@ -206,20 +207,22 @@ applier_store_wal_id(uint64 wal_id)
 }
 
 /*
- * Log where and why the log ends.  If valid records follow the invalid one
- * (within the next 16 MB), the WAL is corrupt, not merely torn: say so
- * loudly and keep a copy of the segment before it is truncated.
+ * Log where and why the log ends (`end`, the end of the last complete
+ * group; `stop`, the first invalid record).  If valid records follow the
+ * invalid one (within the next 16 MB), the WAL is corrupt, not merely
+ * torn: say so loudly and keep a copy of the segment before it is
+ * truncated.
  */
 static void
-applier_report_end(SegmentReader *reader, uint64 end, const char *why)
+applier_report_end(SegmentReader *reader, uint64 end, uint64 stop, const char *why)
 {
 	uint64		seg = segment_start(end);
 	char		path[MAXPGPATH];
 	uint64		probe;
-	uint64		limit = end + Min(fleet_shared->segment_size * 2, (uint64) 16 * 1024 * 1024);
+	uint64		limit = stop + Min(fleet_shared->segment_size * 2, (uint64) 16 * 1024 * 1024);
 
 	segment_path(seg, path, sizeof(path));
-	for (probe = end + 8; probe < limit; probe += 8)
+	for (probe = stop + 8; probe < limit; probe += 8)
 	{
 		FleetRecordHeader hdr;
 		char	   *rec;
@@ -263,6 +266,7 @@ applier_scan(SegmentReader *reader, uint64 start, uint64 *nrecords)
 	uint64		ring_size = fleet_shared->ring_size;
 	uint64		pos = start;
 	uint64		boundary = start;
+	uint64		loaded = 0;
 	const char *why = NULL;
 	char		whybuf[128];
 
@@ -333,12 +337,13 @@ applier_scan(SegmentReader *reader, uint64 start, uint64 *nrecords)
 		if (hdr.type == FLEET_REC_DELETE_SESSION)
 			fleet_count(&fleet_shared->tombstones, 1);
 		pos += alen;
-		(*nrecords)++;
+		loaded++;
 		fleet_write_pos(&fleet_shared->inserted, pos);
 		fleet_write_pos(&fleet_shared->written, pos);
 		if ((hdr.flags & FLEET_RECF_MORE) == 0)
 		{
 			boundary = pos;
+			*nrecords = loaded;
 			fleet_write_pos(&fleet_shared->durable, pos);
 		}
 	}
@@ -348,7 +353,7 @@ applier_scan(SegmentReader *reader, uint64 start, uint64 *nrecords)
 				 "incomplete group of records (%s after it)", why);
 		why = whybuf;
 	}
-	applier_report_end(reader, boundary, why);
+	applier_report_end(reader, boundary, pos, why);
 	return boundary;
 }
 
