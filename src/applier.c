@@ -717,10 +717,11 @@ applier_apply_until(uint64 target)
 		applied = applier_apply_batch(applied, target, &nrows);
 		INSTR_TIME_SET_CURRENT(t1);
 		INSTR_TIME_SUBTRACT(t1, t0);
-		applier_publish(applied);
+		/* counters first: whoever sees the new position sees them too */
 		fleet_count(&fleet_shared->applier_batches, 1);
 		fleet_count(&fleet_shared->applier_rows, nrows);
 		fleet_count(&fleet_shared->applier_usec, INSTR_TIME_GET_MICROSEC(t1));
+		applier_publish(applied);
 	}
 }
 

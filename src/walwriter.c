@@ -262,13 +262,13 @@ walwriter_main(Datum main_arg)
 			{
 				INSTR_TIME_SET_CURRENT(elapsed);
 				INSTR_TIME_SUBTRACT(elapsed, start);
+				fleet_count(&fleet_shared->fsyncs, 1);
+				fleet_count(&fleet_shared->fsync_usec,
+							INSTR_TIME_GET_MICROSEC(elapsed));
 				fleet_write_pos(&fleet_shared->written, target);
 				fleet_write_pos(&fleet_shared->durable, target);
 				ConditionVariableBroadcast(&fleet_shared->durable_cv);
 				ConditionVariableBroadcast(&fleet_shared->new_message_cv);
-				fleet_count(&fleet_shared->fsyncs, 1);
-				fleet_count(&fleet_shared->fsync_usec,
-							INSTR_TIME_GET_MICROSEC(elapsed));
 				/* more may have arrived while we wrote: go again at once */
 				continue;
 			}
