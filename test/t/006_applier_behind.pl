@@ -39,6 +39,18 @@ is(fleet_query($node, "SELECT content->>'m' FROM fleetlm.messages('$s', 0, 1)"),
 my ($maxseq) = fleet_query($node, "SELECT max(seq) FROM fleetlm.messages('$s', 0, 1000)");
 is(fleet_query($node, "SELECT fleetlm.last_seq('$s')"), $maxseq, 'last_seq agrees');
 
+# the conversation API sees the ring too
+is(fleet_query($node, "SELECT last_seq FROM fleetlm.get_session('$s')"), $maxseq,
+	'get_session counts unapplied messages');
+is(fleet_query($node, "SELECT last_seq FROM fleetlm.list_sessions('u-1') WHERE session_id = '$s'"), $maxseq,
+	'list_sessions counts unapplied messages');
+is(fleet_query($node, "SELECT last_seq, unread_count, last_message_at IS NOT NULL FROM fleetlm.inbox('u-1')"),
+	"$maxseq|$maxseq|t", 'inbox shows the newest unapplied message and counts it unread');
+is(fleet_query($node, "SELECT fleetlm.mark_read('$s', 'u-1', $maxseq)"), $maxseq,
+	'mark_read accepts a seq only the ring has');
+is(fleet_query($node, "SELECT count(*) FROM fleetlm.wait_for_messages('$s', 1, '1s')"), $maxseq - 1,
+	'wait_for_messages returns unapplied messages');
+
 # pagination across the table/ring boundary
 is(fleet_query($node, "SELECT string_agg(seq::text, ',' ORDER BY seq) FROM fleetlm.messages('$s', 0, 3)"),
 	'1,2,3', 'a page spanning table and ring');
