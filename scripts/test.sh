@@ -22,6 +22,9 @@
 # user (PostgreSQL refuses to run as root; the checkout need not be readable
 # by postgres).
 #
+# As root, a 4 MB tmpfs is mounted for the disk-full TAP test
+# (FLEETLM_TEST_TMPFS) and unmounted at the end.
+#
 # Environment:
 #   REGRESS_ONLY=1       run only the pg_regress phase
 #   TAP_ONLY=1           run only the TAP phase
@@ -73,6 +76,9 @@ T=$(mktemp -d /tmp/fleetlm-test.XXXXXX)
 T=$(cd "$T" && pwd -P)
 cleanup() {
     local rc=$?
+    if [ -n "${WALFS:-}" ] && mountpoint -q "$WALFS"; then
+        umount "$WALFS" || true
+    fi
     if [ "$rc" -eq 0 ] && [ "$KEEP_TMP" != 1 ]; then
         rm -rf "$T"
     else
@@ -233,8 +239,22 @@ run_tap() {
     fi
     read -r -a pflags <<<"${PROVE_FLAGS:-}"
 
+    # The disk-full test needs a small file system of its own: as root, mount
+    # a 4 MB tmpfs for it (the test skips itself without one).
+    local fsenv=()
+    if [ "$(id -u)" -eq 0 ]; then
+        WALFS=$T/walfs
+        mkdir -p "$WALFS"
+        if mount -t tmpfs -o "size=4m,mode=0700,uid=$(id -u postgres),gid=$(id -g postgres)" tmpfs "$WALFS"; then
+            fsenv=(FLEETLM_TEST_TMPFS="$WALFS")
+        else
+            WALFS=
+            echo "test.sh: could not mount a tmpfs; the disk-full test will be skipped" >&2
+        fi
+    fi
+
     say "TAP (${tests[*]})"
-    (cd "$WORK" && "${RUN[@]}" env \
+    (cd "$WORK" && "${RUN[@]}" env "${fsenv[@]}" \
         TESTDIR="$WORK" \
         PATH="$R_BIN:$PATH" \
         PG_REGRESS="$PG_REGRESS" \

@@ -37,6 +37,7 @@ int			fleetlm_flush_interval_ms = 300;
 int			fleetlm_flush_batch_size = 10000;
 bool		fleetlm_synchronous_append = true;
 int			fleetlm_startup_timeout_ms = 30000;
+bool		fleetlm_allow_wal_symlink = false;
 
 void		_PG_init(void);
 
@@ -114,6 +115,15 @@ fleetlm_define_gucs(bool preloading)
 							   PGC_POSTMASTER,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("fleetlm.allow_wal_symlink",
+							 "Whether fleetlm.wal_directory may be a symbolic link.",
+							 "Off refuses a WAL directory that is a symbolic link, so that it cannot be redirected unnoticed.",
+							 &fleetlm_allow_wal_symlink,
+							 false,
+							 PGC_POSTMASTER,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("fleetlm.wal_buffers",
 							"Size of the shared ring that holds messages until they are applied.",

@@ -31,6 +31,7 @@ extern int	fleetlm_flush_interval_ms;
 extern int	fleetlm_flush_batch_size;
 extern bool fleetlm_synchronous_append;
 extern int	fleetlm_startup_timeout_ms;
+extern bool fleetlm_allow_wal_symlink;
 
 /* Derived sizes, in bytes */
 #define FLEETLM_RING_SIZE			((uint64) fleetlm_wal_buffers_kb * 1024)

@@ -262,6 +262,13 @@ segment_init_directory(bool have_id, uint64 expected_id, bool *fresh)
 	uint64		wal_id;
 
 	*fresh = false;
+	if (lstat(fleetlm_wal_directory, &st) == 0 && S_ISLNK(st.st_mode) &&
+		!fleetlm_allow_wal_symlink)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("fleetlm WAL directory \"%s\" is a symbolic link",
+						fleetlm_wal_directory),
+				 errhint("Set fleetlm.wal_directory to the real directory, or set fleetlm.allow_wal_symlink = on.")));
 	if (stat(fleetlm_wal_directory, &st) != 0)
 	{
 		if (errno != ENOENT)

@@ -94,13 +94,50 @@ use FleetlmTest;
 	$node->stop('immediate');
 	ok(!-e $wal, 'the missing directory was not recreated');
 
-	# put it back: everything is there
+	# an unreadable WAL directory
 	rename("$wal.away", $wal) or die $!;
+	chmod 0, $wal or die $!;
+	$node->start;
+	($ret, $out, $err) = $node->psql('postgres', "SELECT fleetlm.append('keep', 'u', 'text', '{}')");
+	like($err, qr/fleetlm WAL directory "fleetlm_wal" is not usable: Permission denied/s,
+		'an unreadable WAL directory: appends fail, naming it');
+	$node->stop('immediate');
+	chmod 0700, $wal or die $!;
+
+	# a WAL directory that is a symbolic link: refused unless allowed
+	rename($wal, "$wal.real") or die $!;
+	symlink("$wal.real", $wal) or die $!;
+	$node->start;
+	($ret, $out, $err) = $node->psql('postgres', "SELECT fleetlm.append('keep', 'u', 'text', '{}')");
+	like($err, qr/fleetlm WAL directory "fleetlm_wal" is a symbolic link/s,
+		'a symlinked WAL directory is refused by default');
+	$node->stop('immediate');
+	$node->append_conf('postgresql.conf', "fleetlm.allow_wal_symlink = on\n");
+	$node->start;
+	wait_ready($node);
+	ok(1, 'with fleetlm.allow_wal_symlink = on it is followed');
+	$node->stop;
+	unlink $wal or die $!;
+	rename("$wal.real", $wal) or die $!;
+	$node->append_conf('postgresql.conf', "fleetlm.allow_wal_symlink = off\n");
+
+	# put it back: everything is there
 	$node->start;
 	wait_ready($node);
 	fleet_query($node, 'SELECT fleetlm.flush()');
 	is(fleet_query($node, "SELECT string_agg(seq::text, ',' ORDER BY seq) FROM fleetlm.messages WHERE session_id = 'keep'"),
 		'1,2,3,4,5', 'with the right configuration and directory, all five messages are applied');
+
+	# the WAL directory and its files are private to the server user
+	my @st = stat($wal);
+	is(sprintf('%04o', $st[2] & 07777), '0700', 'the WAL directory is mode 0700');
+	is($st[4], $>, 'and owned by the server user');
+	opendir my $d, $wal or die $!;
+	my @files = grep { !/^\./ } readdir $d;
+	closedir $d;
+	my @loose = grep { my @f = stat("$wal/$_"); ($f[2] & 07777) != 0600 || $f[4] != $> } @files;
+	is_deeply(\@loose, [], 'every file in it (' . scalar(@files) . ') is mode 0600 and owned by the server user');
 	$node->stop;
 }
+diag("007_config: faults=7 configuration mistakes, each a clear error, no data touched (5 messages checked, lost=0)");
 done_testing();

@@ -49,5 +49,6 @@ like($err, qr/fleetlm was dropped and created again since the server started.*Re
 $node->restart;
 wait_ready($node);
 is(fleet_query($node, "SELECT fleetlm.append('new', 'u-1', 'text', '{}')"), '1', 'after the restart, the new installation works');
+diag("008_wait_cancel: faults=2 (writer stopped with a cancelled wait; extension dropped and created), acknowledged checked=3, lost=0");
 $node->stop;
 done_testing();

