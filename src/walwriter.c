@@ -47,6 +47,9 @@
 static int	writer_fd = -1;
 static uint64 writer_seg = 0;
 
+/* the segment that could not be created (writer_error is set), or 0 */
+static uint64 writer_failed_seg = 0;
+
 static bool walwriter_open_segment(uint64 seg);
 static bool walwriter_write(uint64 from, uint64 to);
 static void walwriter_sync(void);
@@ -113,6 +116,7 @@ walwriter_open_segment(uint64 seg)
 		if (!segment_prepare(seg, LOG, &err))
 		{
 			pg_atomic_write_u32(&fleet_shared->writer_error, (uint32) err);
+			writer_failed_seg = seg;
 			return false;
 		}
 		writer_fd = segment_open(seg, &err);
@@ -125,11 +129,13 @@ walwriter_open_segment(uint64 seg)
 				(errcode_for_file_access(),
 				 errmsg("could not open fleetlm WAL segment \"%s\": %m", path)));
 		pg_atomic_write_u32(&fleet_shared->writer_error, (uint32) err);
+		writer_failed_seg = seg;
 		return false;
 	}
 	writer_seg = seg;
-	if (pg_atomic_read_u32(&fleet_shared->writer_error) != 0)
+	if (writer_failed_seg != 0 && seg >= writer_failed_seg)
 	{
+		writer_failed_seg = 0;
 		pg_atomic_write_u32(&fleet_shared->writer_error, 0);
 		ereport(LOG, (errmsg("fleetlm WAL writer can write again")));
 	}

@@ -48,7 +48,7 @@ is(fleet_query($node, "SELECT last_seq, unread_count, last_message_at IS NOT NUL
 	"$maxseq|$maxseq|t", 'inbox shows the newest unapplied message and counts it unread');
 is(fleet_query($node, "SELECT fleetlm.mark_read('$s', 'u-1', $maxseq)"), $maxseq,
 	'mark_read accepts a seq only the ring has');
-is(fleet_query($node, "SELECT count(*) FROM fleetlm.wait_for_messages('$s', 1, '1s')"), $maxseq - 1,
+is(fleet_query($node, "SELECT count(*) FROM fleetlm.wait_for_messages('$s', 1, '1s', 1000)"), $maxseq - 1,
 	'wait_for_messages returns unapplied messages');
 
 # pagination across the table/ring boundary

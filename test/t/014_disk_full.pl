@@ -46,13 +46,14 @@ ok($node->log_contains(qr/could not preallocate fleetlm WAL segment .*No space l
 	'the log says why');
 my $before = fleet_query($node, "SELECT sum(fleetlm.last_seq('df-' || i)) FROM generate_series(1, 4) i");
 
-# free space: the writer retries and the waiting appends complete
+# free space (remove the filler; let the applier recycle applied segments):
+# the writer retries by itself and the waiting appends complete
 unlink $filler or die $!;
+$locker->query_safe('COMMIT;');
+$locker->quit;
 $node->poll_query_until('postgres', 'SELECT writer_error IS NULL FROM fleetlm.stat')
   or die 'the writer did not recover';
 ok($node->log_contains(qr/fleetlm WAL writer can write again/), 'the writer recovers by itself');
-$locker->query_safe('COMMIT;');
-$locker->quit;
 my ($a, $s) = finish_load($load);
 push @acked, @$a;
 %sent = (%sent, %$s);
