@@ -293,13 +293,9 @@ fleetlm_get_session(PG_FUNCTION_ARGS)
 	args[0] = CStringGetTextDatum(session_id);
 	n = api_session_rows(SQ_ONE, args, NULL, &rows);
 	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("fleetlm session \"%s\" does not exist", session_id)));
+		session_error_missing(session_id, false);
 	if (rows[0].deleted)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("fleetlm session \"%s\" has been deleted", session_id)));
+		session_error_missing(session_id, true);
 	PG_RETURN_DATUM(api_session_tuple(desc, &rows[0]));
 }
 
@@ -337,11 +333,7 @@ fleetlm_list_sessions(PG_FUNCTION_ARGS)
 	int			n;
 	int			emitted = 0;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("max_count must not be NULL")));
-	max_count = PG_GETARG_INT32(1);
+	max_count = fleet_arg_int32(fcinfo, 1, "max_count");
 	session_check_id("user_id", user_id);
 	api_check_count(max_count);
 	if (!PG_ARGISNULL(2))
@@ -403,11 +395,7 @@ fleetlm_inbox(PG_FUNCTION_ARGS)
 	int			n;
 	int			emitted = 0;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("max_count must not be NULL")));
-	max_count = PG_GETARG_INT32(1);
+	max_count = fleet_arg_int32(fcinfo, 1, "max_count");
 	session_check_id("user_id", user_id);
 	api_check_count(max_count);
 	fleetlm_wait_ready();
@@ -469,11 +457,7 @@ fleetlm_mark_read(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int			ret;
 
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("last_seq must not be NULL")));
-	seq = PG_GETARG_INT64(2);
+	seq = fleet_arg_int64(fcinfo, 2, "last_seq");
 	session_check_id("session_id", session_id);
 	session_check_id("participant_id", participant_id);
 	if (seq < 0)
@@ -531,21 +515,13 @@ fleetlm_wait_for_messages(PG_FUNCTION_ARGS)
 	uint32		hashcode;
 	LWLock	   *plock;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("after_seq must not be NULL")));
+	after_seq = fleet_arg_int64(fcinfo, 1, "after_seq");
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("timeout must not be NULL")));
-	if (PG_ARGISNULL(3))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("max_count must not be NULL")));
-	after_seq = PG_GETARG_INT64(1);
 	timeout = PG_GETARG_INTERVAL_P(2);
-	max_count = PG_GETARG_INT32(3);
+	max_count = fleet_arg_int32(fcinfo, 3, "max_count");
 	session_check_id("session_id", session_id);
 	read_check_range(after_seq, max_count);
 

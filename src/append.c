@@ -98,6 +98,29 @@ fleet_arg_text(FunctionCallInfo fcinfo, int argno, const char *name)
 }
 
 /*
+ * Integer arguments; NULL is an error naming the argument.
+ */
+int64
+fleet_arg_int64(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", name)));
+	return PG_GETARG_INT64(argno);
+}
+
+int32
+fleet_arg_int32(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", name)));
+	return PG_GETARG_INT32(argno);
+}
+
+/*
  * A jsonb argument, detoasted; NULL is an error naming the argument.
  */
 Jsonb *

@@ -209,9 +209,7 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 			if (pg_atomic_read_u64(&fleet_shared->eviction_count) != evictions)
 				continue;
 			if (!exists)
-				ereport(ERROR,
-						(errcode(ERRCODE_NO_DATA_FOUND),
-						 errmsg("fleetlm session \"%s\" does not exist", session_id)));
+				session_error_missing(session_id, false);
 			got_last = table_last;
 			durable_last = table_last;
 		}
@@ -223,9 +221,7 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 			bool		found_durable = false;
 
 			if (deleted)
-				ereport(ERROR,
-						(errcode(ERRCODE_NO_DATA_FOUND),
-						 errmsg("fleetlm session \"%s\" has been deleted", session_id)));
+				session_error_missing(session_id, true);
 
 			durable_last = last_seq;
 			got_last = table_last;
@@ -316,9 +312,7 @@ read_last_seq(const char *session_id)
 			if (entry->deleted)
 			{
 				LWLockRelease(plock);
-				ereport(ERROR,
-						(errcode(ERRCODE_NO_DATA_FOUND),
-						 errmsg("fleetlm session \"%s\" has been deleted", session_id)));
+				session_error_missing(session_id, true);
 			}
 			seq = session_durable_last_seq(entry,
 										   fleet_read_pos(&fleet_shared->durable),
@@ -331,9 +325,7 @@ read_last_seq(const char *session_id)
 		evictions = pg_atomic_read_u64(&fleet_shared->eviction_count);
 		pg_memory_barrier();
 		if (!session_load_info(session_id, &info, false))
-			ereport(ERROR,
-					(errcode(ERRCODE_NO_DATA_FOUND),
-					 errmsg("fleetlm session \"%s\" does not exist", session_id)));
+			session_error_missing(session_id, false);
 		if (pg_atomic_read_u64(&fleet_shared->eviction_count) == evictions)
 			return info.last_seq;
 	}
@@ -413,16 +405,8 @@ fleetlm_messages(PG_FUNCTION_ARGS)
 	int32		max_count;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("after_seq must not be NULL")));
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("max_count must not be NULL")));
-	after_seq = PG_GETARG_INT64(1);
-	max_count = PG_GETARG_INT32(2);
+	after_seq = fleet_arg_int64(fcinfo, 1, "after_seq");
+	max_count = fleet_arg_int32(fcinfo, 2, "max_count");
 	session_check_id("session_id", session_id);
 	read_check_range(after_seq, max_count);
 

@@ -125,6 +125,21 @@ session_count(void)
 }
 
 /*
+ * The error for a session that does not exist (or no longer does).
+ */
+void
+session_error_missing(const char *id, bool deleted)
+{
+	if (deleted)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("fleetlm session \"%s\" has been deleted", id)));
+	ereport(ERROR,
+			(errcode(ERRCODE_NO_DATA_FOUND),
+			 errmsg("fleetlm session \"%s\" does not exist", id)));
+}
+
+/*
  * Reject a NULL-free id that is empty or too long to be a session key.
  * `what` names the argument in the message.
  */
@@ -272,9 +287,7 @@ session_acquire(const char *id, uint32 hashcode)
 			if (entry->deleted)
 			{
 				LWLockRelease(lock);
-				ereport(ERROR,
-						(errcode(ERRCODE_NO_DATA_FOUND),
-						 errmsg("fleetlm session \"%s\" has been deleted", id)));
+				session_error_missing(id, true);
 			}
 			return entry;
 		}
@@ -288,11 +301,7 @@ session_acquire(const char *id, uint32 hashcode)
 		evictions = pg_atomic_read_u64(&fleet_shared->eviction_count);
 		pg_memory_barrier();
 		if (!session_load_info(id, &info, true))
-			ereport(ERROR,
-					(errcode(ERRCODE_NO_DATA_FOUND),
-					 was_deleted ?
-					 errmsg("fleetlm session \"%s\" has been deleted", id) :
-					 errmsg("fleetlm session \"%s\" does not exist", id)));
+			session_error_missing(id, was_deleted);
 
 		LWLockAcquire(lock, LW_EXCLUSIVE);
 		entry = session_find(id, hashcode);

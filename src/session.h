@@ -59,6 +59,7 @@ extern FleetSession *session_acquire(const char *id, uint32 hashcode);
 extern bool session_load_info(const char *id, FleetSessionInfo *info,
 							  bool for_append);
 extern void session_check_id(const char *what, const char *id);
+extern void session_error_missing(const char *id, bool deleted) pg_attribute_noreturn();
 extern int64 session_durable_last_seq(FleetSession *entry, uint64 durable,
 									  uint64 applied);
 extern uint64 session_evict(uint64 applied, bool aggressive);
