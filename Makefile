@@ -18,6 +18,7 @@ OBJS = \
 	src/append.o \
 	src/read.o \
 	src/api.o \
+	src/pipeline.o \
 	src/admin.o
 
 DATA = sql/fleetlm--1.0.sql

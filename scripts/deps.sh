@@ -4,6 +4,7 @@
 #   build-essential           gcc, make
 #   postgresql-15             server binaries (initdb, postgres, pg_ctl, psql)
 #   postgresql-server-dev-15  headers, pg_config, PGXS, pg_regress, TAP modules
+#   libkrb5-dev               gssapi headers that PostgreSQL's libpq-be.h includes
 #   libipc-run-perl           IPC::Run, required by PostgreSQL::Test::Cluster
 #   perl                      perl and prove
 #
@@ -14,7 +15,7 @@
 # install is needed and fails without it.
 set -euo pipefail
 
-PACKAGES=(build-essential postgresql-15 postgresql-server-dev-15 libipc-run-perl perl)
+PACKAGES=(build-essential postgresql-15 postgresql-server-dev-15 libkrb5-dev libipc-run-perl perl)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps.sh: dpkg-query not found; this script supports Debian/Ubuntu only." >&2

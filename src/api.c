@@ -286,6 +286,7 @@ fleetlm_get_session(PG_FUNCTION_ARGS)
 
 	session_check_id("session_id", session_id);
 	fleetlm_wait_ready();
+	fleet_read_own_writes();
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	desc = BlessTupleDesc(desc);
@@ -342,6 +343,7 @@ fleetlm_list_sessions(PG_FUNCTION_ARGS)
 		session_check_id("before_id", before_id);
 	}
 	fleetlm_wait_ready();
+	fleet_read_own_writes();
 	if (before_id)
 		api_before_exists(before_id);
 	InitMaterializedSRF(fcinfo, 0);
@@ -399,6 +401,7 @@ fleetlm_inbox(PG_FUNCTION_ARGS)
 	session_check_id("user_id", user_id);
 	api_check_count(max_count);
 	fleetlm_wait_ready();
+	fleet_read_own_writes();
 	InitMaterializedSRF(fcinfo, 0);
 
 	args[0] = CStringGetTextDatum(user_id);
@@ -466,6 +469,7 @@ fleetlm_mark_read(PG_FUNCTION_ARGS)
 				 errmsg("last_seq must not be negative: " INT64_FORMAT, seq)));
 
 	fleetlm_wait_ready();
+	fleet_read_own_writes();
 	last = read_last_seq(session_id);
 	if (seq > last)
 		ereport(ERROR,
@@ -540,6 +544,7 @@ fleetlm_wait_for_messages(PG_FUNCTION_ARGS)
 						DatumGetCString(DirectFunctionCall1(interval_out, PointerGetDatum(timeout))))));
 
 	fleetlm_wait_ready();
+	fleet_read_own_writes();
 	InitMaterializedSRF(fcinfo, 0);
 	deadline = GetCurrentTimestamp() + timeout_us;
 	hashcode = session_hash_code(session_id);

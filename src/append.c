@@ -38,6 +38,7 @@
 #include "applier.h"
 #include "fleetlm.h"
 #include "record.h"
+#include "pipeline.h"
 #include "ring.h"
 #include "session.h"
 #include "shmem.h"
@@ -584,7 +585,37 @@ append_finish(AppendWrite *w)
 			applier_wake();
 	}
 	if (fleetlm_synchronous_append || w->is_delete)
-		append_wait_durable(w->end, w->session_id, w->first_seq + w->nrec - 1);
+	{
+		uint64		end;
+
+		/* more of the client's pipeline is waiting: wait once, later */
+		if (!w->is_delete && pipeline_can_defer())
+		{
+			pipeline_defer(w->end);
+			return;
+		}
+		end = Max(w->end, pipeline_owed_position());
+		append_wait_durable(end, w->session_id, w->first_seq + w->nrec - 1);
+		pipeline_done(end);
+	}
+}
+
+/*
+ * Reads see this backend's own appends: wait for those a pipeline left
+ * undurable so far (see pipeline.c).
+ */
+void
+fleet_read_own_writes(void)
+{
+	uint64		owed = pipeline_owed_position();
+
+	if (owed == 0)
+		return;
+	ConditionVariablePrepareToSleep(&fleet_shared->durable_cv);
+	while (fleet_read_pos(&fleet_shared->durable) < owed)
+		ConditionVariableSleep(&fleet_shared->durable_cv, FLEETLM_WAIT_EVENT);
+	ConditionVariableCancelSleep();
+	pipeline_done(owed);
 }
 
 /*

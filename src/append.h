@@ -19,5 +19,6 @@ extern int64 fleet_arg_int64(FunctionCallInfo fcinfo, int argno, const char *nam
 extern int32 fleet_arg_int32(FunctionCallInfo fcinfo, int argno, const char *name);
 extern Jsonb *fleet_arg_jsonb(FunctionCallInfo fcinfo, int argno, const char *name);
 extern void fleet_check_object(Jsonb *jb, const char *name);
+extern void fleet_read_own_writes(void);
 
 #endif							/* FLEETLM_APPEND_H */

@@ -411,6 +411,7 @@ fleetlm_messages(PG_FUNCTION_ARGS)
 	read_check_range(after_seq, max_count);
 
 	fleetlm_wait_ready();
+	fleet_read_own_writes();
 	InitMaterializedSRF(fcinfo, 0);
 	(void) read_messages(session_id, after_seq, max_count,
 						 rsinfo->setResult, rsinfo->setDesc);
@@ -427,5 +428,6 @@ fleetlm_last_seq(PG_FUNCTION_ARGS)
 
 	session_check_id("session_id", session_id);
 	fleetlm_wait_ready();
+	fleet_read_own_writes();
 	PG_RETURN_INT64(read_last_seq(session_id));
 }

@@ -21,6 +21,7 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(fleetlm_node create_sessions start_load finish_load wait_acked
+  build_pipeline_client
   verify_acked restart_node wait_ready stat_value fleet_query
   wal_dir segment_files);
 
@@ -84,7 +85,9 @@ sub create_sessions
 }
 
 # Start `clients` psql processes, each appending `per_client` messages to
-# random sessions of $sessions.  Returns a load handle.
+# random sessions of $sessions.  Returns a load handle.  With
+# pipeline => DEPTH and pipeline_client => PATH, the clients are
+# test/pipeline_client.c programs sending DEPTH appends per pipeline.
 sub start_load
 {
 	my ($node, %o) = @_;
@@ -101,7 +104,7 @@ sub start_load
 		my $script = "$dir/client$c.sql";
 		my $out = "$dir/client$c.out";
 		open my $fh, '>', $script or die $!;
-		print $fh "SET fleetlm.synchronous_append = off;\n" if $o{async};
+		print $fh "SET fleetlm.synchronous_append = off;\n" if $o{async} && !$o{pipeline};
 		for my $i (1 .. $per)
 		{
 			my $s = $sessions->[ int(rand(@$sessions)) ];
@@ -114,12 +117,11 @@ sub start_load
 			  . " || ' $marker $s';\n";
 		}
 		close $fh;
-		my $h = IPC::Run::start(
-			[
-				'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1',
-				'-d', $node->connstr('postgres'), '-f', $script
-			],
-			'>', $out, '2>', "$dir/client$c.err");
+		my @cmd =
+		  $o{pipeline}
+		  ? ($o{pipeline_client}, $node->connstr('postgres'), $script, $o{pipeline})
+		  : ('psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-f', $script);
+		my $h = IPC::Run::start(\@cmd, '>', $out, '2>', "$dir/client$c.err");
 		push @handles, $h;
 	}
 	return { handles => \@handles, dir => $dir, clients => $clients,
@@ -271,6 +273,25 @@ sub verify_acked
 		     + (SELECT count(*) FROM (TABLE f EXCEPT ALL TABLE t) y)");
 	is($diff, '0', "$label: after flush() the table holds exactly what messages() returns");
 	return ($lost, scalar(@$acked), scalar(keys %found));
+}
+
+# Compile test/pipeline_client.c against libpq; returns its path, or undef
+# without a C compiler or libpq headers.
+sub build_pipeline_client
+{
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my $src = "$ENV{TESTDIR}/test/pipeline_client.c";
+	# a relocated test installation has no headers: ask the system too
+	my @inc;
+	for my $pgc ('pg_config', '/usr/bin/pg_config')
+	{
+		my $i = `$pgc --includedir 2>/dev/null`;
+		chomp $i;
+		push @inc, "-I$i" if $i ne '' && -e "$i/libpq-fe.h";
+	}
+	return undef
+	  unless system("cc -O2 -o $dir/pipeline_client $src @inc -lpq") == 0;
+	return "$dir/pipeline_client";
 }
 
 sub wal_dir
