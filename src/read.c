@@ -49,6 +49,8 @@ PG_FUNCTION_INFO_V1(fleetlm_last_seq);
 static bool read_table(const char *session_id, int64 after_seq, int32 max_count,
 					   List **tuples, TupleDesc *desc, MemoryContext cxt);
 static void read_put_record(Tuplestorestate *store, TupleDesc desc, FleetRecord *rec);
+static int64 read_ring_only(const char *session_id, uint32 hashcode, int64 after_seq,
+							int32 max_count, Tuplestorestate *store, TupleDesc desc);
 
 /*
  * Reject a negative after_seq and a max_count out of [1, 100000].
@@ -154,6 +156,86 @@ read_put_record(Tuplestorestate *store, TupleDesc desc, FleetRecord *rec)
 }
 
 /*
+ * Serve a read from the ring alone when the session table shows that every
+ * message past after_seq is still in the ring, or that there is none: the
+ * common case of a long-poll waking up, or a client reading what was just
+ * said.  No table access then.  Returns the count, or -1 if the table is
+ * needed.
+ */
+static int64
+read_ring_only(const char *session_id, uint32 hashcode, int64 after_seq,
+			   int32 max_count, Tuplestorestate *store, TupleDesc desc)
+{
+	LWLock	   *plock = session_partition_lock(hashcode);
+	FleetSession *entry;
+	uint64		lsn;
+	int64		last_seq;
+	bool		deleted;
+	uint64		applied;
+	uint64		durable;
+	int64		upper = after_seq + max_count;
+	bool		covered = false;
+	List	   *ring = NIL;
+	ListCell   *lc;
+	int64		n = 0;
+
+	LWLockAcquire(plock, LW_SHARED);
+	entry = session_find_live(session_id, hashcode);
+	if (entry == NULL)
+	{
+		LWLockRelease(plock);
+		return -1;
+	}
+	lsn = entry->last_lsn;
+	last_seq = entry->last_seq;
+	deleted = entry->deleted;
+	LWLockRelease(plock);
+	if (deleted)
+		session_error_missing(session_id, true);
+
+	LWLockAcquire(fleet_shared->reclaim_lock, LW_SHARED);
+	applied = fleet_read_pos(&fleet_shared->applied);
+	durable = fleet_read_pos(&fleet_shared->durable);
+	if (lsn == 0 || lsn < applied)
+		covered = (last_seq <= after_seq);	/* all applied: nothing new? */
+	while (lsn != 0 && lsn >= applied)
+	{
+		FleetRecordHeader hdr;
+
+		ring_read_header(lsn, &hdr);
+		if (hdr.seq <= after_seq)
+		{
+			covered = true;
+			break;
+		}
+		if (hdr.seq <= upper && lsn + FLEET_REC_ALIGN(hdr.total_len) <= durable)
+			ring = lcons(ring_read_record(lsn), ring);
+		if (hdr.seq == after_seq + 1)
+		{
+			covered = true;
+			break;
+		}
+		lsn = hdr.prev_lsn;
+	}
+	LWLockRelease(fleet_shared->reclaim_lock);
+
+	if (!covered)
+	{
+		list_free_deep(ring);
+		return -1;
+	}
+	foreach(lc, ring)
+	{
+		FleetRecord rec;
+
+		record_decode((char *) lfirst(lc), &rec);
+		read_put_record(store, desc, &rec);
+		n++;
+	}
+	return n;
+}
+
+/*
  * Put up to max_count durable messages of the session with seq > after_seq
  * into `store`, in seq order.  Returns how many.  Unknown and deleted
  * sessions are errors.
@@ -171,6 +253,14 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 	if (desc->natts != FLEET_MESSAGE_NATTS)
 		elog(ERROR, "fleetlm: unexpected row type of fleetlm.messages (%d columns)",
 			 desc->natts);
+
+	{
+		int64		n = read_ring_only(session_id, hashcode, after_seq, max_count,
+									   store, desc);
+
+		if (n >= 0)
+			return n;
+	}
 
 	for (int attempt = 0; attempt < FLEET_READ_RETRIES; attempt++)
 	{
