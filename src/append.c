@@ -552,13 +552,12 @@ append_wait_durable(uint64 end, const char *session_id, int64 seq)
 
 	PG_TRY();
 	{
-		ConditionVariablePrepareToSleep(&fleet_shared->durable_cv);
-		while (fleet_read_pos(&fleet_shared->durable) < end)
-			ConditionVariableSleep(&fleet_shared->durable_cv, FLEETLM_WAIT_EVENT);
-		ConditionVariableCancelSleep();
+		(void) walwriter_flush_for(end, false);
 	}
 	PG_CATCH();
 	{
+		/* nobody may be flushing for us now: let the writer do it */
+		walwriter_wake();
 		ereport(WARNING,
 				(errmsg("canceled the wait for durability of message " INT64_FORMAT " of fleetlm session \"%s\"",
 						seq, session_id),
@@ -578,26 +577,31 @@ append_finish(AppendWrite *w)
 {
 	if (w->end == 0)
 		return;
-	if (!w->duplicate)
-	{
-		walwriter_wake();
-		if (w->end - fleet_read_pos(&fleet_shared->applied) > fleet_shared->ring_size / 4)
-			applier_wake();
-	}
+	if (!w->duplicate &&
+		w->end - fleet_read_pos(&fleet_shared->applied) > fleet_shared->ring_size / 4)
+		applier_wake();
+
 	if (fleetlm_synchronous_append || w->is_delete)
 	{
 		uint64		end;
 
-		/* more of the client's pipeline is waiting: wait once, later */
+		/*
+		 * More of the client's pipeline is waiting: wait once, later.  The
+		 * writer starts on the records meanwhile.
+		 */
 		if (!w->is_delete && pipeline_can_defer())
 		{
 			pipeline_defer(w->end);
+			walwriter_wake();
 			return;
 		}
+		/* we flush ourselves if nobody else is: no writer round trip */
 		end = Max(w->end, pipeline_owed_position());
 		append_wait_durable(end, w->session_id, w->first_seq + w->nrec - 1);
 		pipeline_done(end);
 	}
+	else if (!w->duplicate)
+		walwriter_wake();
 }
 
 /*
@@ -611,10 +615,7 @@ fleet_read_own_writes(void)
 
 	if (owed == 0)
 		return;
-	ConditionVariablePrepareToSleep(&fleet_shared->durable_cv);
-	while (fleet_read_pos(&fleet_shared->durable) < owed)
-		ConditionVariableSleep(&fleet_shared->durable_cv, FLEETLM_WAIT_EVENT);
-	ConditionVariableCancelSleep();
+	(void) walwriter_flush_for(owed, false);
 	pipeline_done(owed);
 }
 

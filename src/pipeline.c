@@ -45,6 +45,7 @@
 #include "fleetlm.h"
 #include "pipeline.h"
 #include "shmem.h"
+#include "walwriter.h"
 
 /* bytes we let into the send buffer (8 kB at least) while waits are owed */
 #define PIPELINE_MAX_BUFFERED	4096
@@ -80,18 +81,7 @@ pipeline_settle(void)
 		return true;
 
 	HOLD_INTERRUPTS();
-	ConditionVariablePrepareToSleep(&fleet_shared->durable_cv);
-	while (fleet_read_pos(&fleet_shared->durable) < pipeline_owed)
-	{
-		if (ProcDiePending)
-		{
-			ok = false;
-			break;
-		}
-		(void) ConditionVariableTimedSleep(&fleet_shared->durable_cv, 100,
-										   FLEETLM_WAIT_EVENT);
-	}
-	ConditionVariableCancelSleep();
+	ok = walwriter_flush_for(pipeline_owed, true);
 	RESUME_INTERRUPTS();
 
 	if (ok)

@@ -77,7 +77,7 @@ void
 shmem_request(void)
 {
 	RequestAddinShmemSpace(fleetlm_shmem_size());
-	RequestNamedLWLockTranche("fleetlm", 3);
+	RequestNamedLWLockTranche("fleetlm", 4);
 	RequestNamedLWLockTranche("fleetlm_session", FLEET_SESSION_PARTITIONS);
 }
 
@@ -108,6 +108,7 @@ shmem_startup(void)
 		pg_atomic_init_u32(&fleet_shared->state, FLEET_STATE_STARTING);
 		pg_atomic_init_u32(&fleet_shared->flush_requested, 0);
 		pg_atomic_init_u32(&fleet_shared->writer_error, 0);
+		pg_atomic_init_u64(&fleet_shared->failed_segment, 0);
 		pg_atomic_init_u32(&fleet_shared->recovered_once, 0);
 		pg_atomic_init_u32(&fleet_shared->reinstalled, 0);
 		fleet_shared->ring_size = FLEETLM_RING_SIZE;
@@ -120,6 +121,7 @@ shmem_startup(void)
 		fleet_shared->insert_lock = &locks[0].lock;
 		fleet_shared->reclaim_lock = &locks[1].lock;
 		fleet_shared->segment_lock = &locks[2].lock;
+		fleet_shared->write_lock = &locks[3].lock;
 		for (i = 0; i < FLEET_SESSION_PARTITIONS; i++)
 			fleet_shared->partition_locks[i] = &plocks[i].lock;
 		ConditionVariableInit(&fleet_shared->durable_cv);

@@ -17,9 +17,11 @@
  *	 copy of the record into the ring; `inserted` and the append counters are
  *	 only written while holding it.  A backend that also needs a session
  *	 partition lock takes the partition lock first (partition -> insert).
- * - `written` and `durable` are written only by the WAL writer, `applied`
- *	 only by the applier (or by recovery before READY); all three are atomics
- *	 read without locks.
+ * - `written` and `durable` are written only by the process holding
+ *	 write_lock (the WAL writer, or a backend flushing for its own append),
+ *	 held across the write and the fdatasync; `applied` only by the applier
+ *	 (or by recovery before READY).  All three are atomics read without
+ *	 locks.
  * - reclaim_lock: the applier advances `applied` holding it exclusively;
  *	 readers that walk records in the ring hold it shared, so the bytes they
  *	 read cannot be recycled under them.
@@ -59,6 +61,7 @@ typedef struct FleetShared
 	pg_atomic_uint32 state;		/* FleetState */
 	pg_atomic_uint32 flush_requested;	/* a backend waits in flush() */
 	pg_atomic_uint32 writer_error;	/* errno of a failed segment creation */
+	pg_atomic_uint64 failed_segment;	/* ... of this segment (when set) */
 	pg_atomic_uint32 recovered_once;	/* recovery has completed since start */
 	pg_atomic_uint32 reinstalled;	/* extension dropped and created again */
 
@@ -77,6 +80,7 @@ typedef struct FleetShared
 	LWLock	   *insert_lock;
 	LWLock	   *reclaim_lock;
 	LWLock	   *segment_lock;
+	LWLock	   *write_lock;
 	LWLock	   *partition_locks[FLEET_SESSION_PARTITIONS];
 
 	/* latches of the two workers, NULL while they are not running */

@@ -5,11 +5,17 @@
  *	  segments, fdatasyncs, and wakes the backends whose records became
  *	  durable.
  *
- * Group commit: no lock is held during I/O, so appends keep landing in the
- * ring while the disk works; the next round writes all of them and one
- * fdatasync serves them all.  The loop does nothing else (segment
- * preallocation and recycling are the applier's), so an append never waits
- * behind a table flush.
+ * Group commit: no lock that appends need is held during I/O, so appends
+ * keep landing in the ring while the disk works; the next round writes all
+ * of them and one fdatasync serves them all.  The loop does nothing else
+ * (segment preallocation and recycling are the applier's), so an append
+ * never waits behind a table flush.
+ *
+ * A round can also be run by a backend waiting for its own append
+ * (walwriter_flush_for), as PostgreSQL backends flush their own WAL: rounds
+ * are serialized by FleetShared->write_lock, held during the write and the
+ * fdatasync, so exactly one process writes at a time and `written` and
+ * `durable` only move under it.
  *
  * A failed write or fdatasync is a PANIC, as for PostgreSQL's own WAL: the
  * records of that round are never acknowledged, and crash recovery reads
@@ -43,15 +49,15 @@
 #include "shmem.h"
 #include "walwriter.h"
 
-/* the segment the writer has open */
+/* the segment this process has open for writing (writer or backend) */
 static int	writer_fd = -1;
 static uint64 writer_seg = 0;
 
-/* the segment that could not be created (writer_error is set), or 0 */
-static uint64 writer_failed_seg = 0;
-
-static bool walwriter_open_segment(uint64 seg);
-static bool walwriter_write(uint64 from, uint64 to);
+static bool walwriter_open_segment(uint64 seg, bool may_create);
+static bool walwriter_write(uint64 from, uint64 to, bool may_create);
+static bool walwriter_round(bool may_create);
+static void walwriter_set_error(uint64 seg, int err);
+static void walwriter_clear_error(uint64 seg);
 static void walwriter_sync(void);
 static void walwriter_wait_ready(void);
 static void walwriter_shutdown(int code, Datum arg);
@@ -95,12 +101,37 @@ walwriter_shutdown(int code, Datum arg)
 }
 
 /*
- * Open segment `seg` for writing, creating it if the applier has not
- * preallocated it yet.  Returns false (with writer_error set) if it cannot
- * be created.
+ * A segment could not be created: refuse new appends until it exists.
+ */
+static void
+walwriter_set_error(uint64 seg, int err)
+{
+	pg_atomic_write_u64(&fleet_shared->failed_segment, seg);
+	pg_atomic_write_u32(&fleet_shared->writer_error, (uint32) err);
+}
+
+/*
+ * Segment `seg` exists and is open: if it is the one that could not be
+ * created (or a later one), appends may go on.
+ */
+static void
+walwriter_clear_error(uint64 seg)
+{
+	if (pg_atomic_read_u32(&fleet_shared->writer_error) == 0 ||
+		seg < pg_atomic_read_u64(&fleet_shared->failed_segment))
+		return;
+	pg_atomic_write_u32(&fleet_shared->writer_error, 0);
+	ereport(LOG, (errmsg("fleetlm WAL writer can write again")));
+}
+
+/*
+ * Open segment `seg` for writing.  The writer (may_create) creates it if
+ * the applier has not preallocated it yet, and returns false with
+ * writer_error set if it cannot; a backend only opens what exists and
+ * returns false otherwise, leaving creation and its errors to the writer.
  */
 static bool
-walwriter_open_segment(uint64 seg)
+walwriter_open_segment(uint64 seg, bool may_create)
 {
 	char		path[MAXPGPATH];
 	int			err;
@@ -111,12 +142,13 @@ walwriter_open_segment(uint64 seg)
 		writer_fd = -1;
 	}
 	writer_fd = segment_open(seg, &err);
+	if (writer_fd < 0 && err == ENOENT && !may_create)
+		return false;
 	if (writer_fd < 0 && err == ENOENT)
 	{
 		if (!segment_prepare(seg, LOG, &err))
 		{
-			pg_atomic_write_u32(&fleet_shared->writer_error, (uint32) err);
-			writer_failed_seg = seg;
+			walwriter_set_error(seg, err);
 			return false;
 		}
 		writer_fd = segment_open(seg, &err);
@@ -128,17 +160,11 @@ walwriter_open_segment(uint64 seg)
 		ereport(LOG,
 				(errcode_for_file_access(),
 				 errmsg("could not open fleetlm WAL segment \"%s\": %m", path)));
-		pg_atomic_write_u32(&fleet_shared->writer_error, (uint32) err);
-		writer_failed_seg = seg;
+		walwriter_set_error(seg, err);
 		return false;
 	}
 	writer_seg = seg;
-	if (writer_failed_seg != 0 && seg >= writer_failed_seg)
-	{
-		writer_failed_seg = 0;
-		pg_atomic_write_u32(&fleet_shared->writer_error, 0);
-		ereport(LOG, (errmsg("fleetlm WAL writer can write again")));
-	}
+	walwriter_clear_error(seg);
 	return true;
 }
 
@@ -158,10 +184,11 @@ walwriter_sync(void)
 
 /*
  * Write ring bytes [from, to) to the segments and fdatasync them.  Returns
- * false if a segment could not be created; nothing is published then.
+ * false if a segment could not be opened (see walwriter_open_segment);
+ * nothing is published then.  Caller holds write_lock.
  */
 static bool
-walwriter_write(uint64 from, uint64 to)
+walwriter_write(uint64 from, uint64 to, bool may_create)
 {
 	uint64		segsize = fleet_shared->segment_size;
 	uint64		ringsize = fleet_shared->ring_size;
@@ -178,7 +205,7 @@ walwriter_write(uint64 from, uint64 to)
 		{
 			/* a finished segment is synced before we move on */
 			walwriter_sync();
-			if (!walwriter_open_segment(seg))
+			if (!walwriter_open_segment(seg, may_create))
 				return false;
 		}
 		n = Min(to, seg + segsize) - pos;
@@ -204,6 +231,82 @@ walwriter_write(uint64 from, uint64 to)
 	}
 	walwriter_sync();
 	return true;
+}
+
+/*
+ * One group commit: write and fdatasync everything inserted so far, then
+ * publish it as durable and wake the waiters.  Caller holds write_lock.
+ * Returns false if a segment could not be opened.
+ */
+static bool
+walwriter_round(bool may_create)
+{
+	uint64		written = fleet_read_pos(&fleet_shared->written);
+	uint64		target = fleet_read_pos(&fleet_shared->inserted);
+	instr_time	start,
+				elapsed;
+
+	if (target <= written)
+		return true;
+	INSTR_TIME_SET_CURRENT(start);
+	if (!walwriter_write(written, target, may_create))
+		return false;
+	INSTR_TIME_SET_CURRENT(elapsed);
+	INSTR_TIME_SUBTRACT(elapsed, start);
+
+	/* counters first: whoever sees the new position sees them too */
+	fleet_count(&fleet_shared->fsyncs, 1);
+	fleet_count(&fleet_shared->fsync_usec, INSTR_TIME_GET_MICROSEC(elapsed));
+	fleet_write_pos(&fleet_shared->written, target);
+	fleet_write_pos(&fleet_shared->durable, target);
+	ConditionVariableBroadcast(&fleet_shared->durable_cv);
+	ConditionVariableBroadcast(&fleet_shared->new_message_cv);
+	return true;
+}
+
+/*
+ * Make the log durable up to `end`, for a backend that waits for its
+ * append.  As PostgreSQL's XLogFlush does, the backend flushes itself when
+ * nobody else is flushing (taking along every record inserted so far: the
+ * group commit), and otherwise sleeps until the flush in progress ends and
+ * looks again.  That spares the round trip through the writer process on
+ * the latency path; the writer handles asynchronous appends, segment
+ * creation and disk-full retries.
+ *
+ * With stop_on_die, returns false as soon as the backend is asked to
+ * terminate (for callers that hold interrupts); otherwise returns true,
+ * with interrupts serviced while sleeping.
+ */
+bool
+walwriter_flush_for(uint64 end, bool stop_on_die)
+{
+	bool		done = true;
+
+	ConditionVariablePrepareToSleep(&fleet_shared->durable_cv);
+	while (fleet_read_pos(&fleet_shared->durable) < end)
+	{
+		if (LWLockConditionalAcquire(fleet_shared->write_lock, LW_EXCLUSIVE))
+		{
+			bool		ok = true;
+
+			if (fleet_read_pos(&fleet_shared->durable) < end)
+				ok = walwriter_round(false);
+			LWLockRelease(fleet_shared->write_lock);
+			if (ok)
+				continue;
+			/* a segment is missing: the writer creates it */
+			walwriter_wake();
+		}
+		if (stop_on_die && ProcDiePending)
+		{
+			done = false;
+			break;
+		}
+		(void) ConditionVariableTimedSleep(&fleet_shared->durable_cv, 1000,
+										   FLEETLM_WAIT_EVENT);
+	}
+	ConditionVariableCancelSleep();
+	return done;
 }
 
 /*
@@ -260,21 +363,13 @@ walwriter_main(Datum main_arg)
 
 		if (target > written)
 		{
-			instr_time	start,
-						elapsed;
+			bool		ok;
 
-			INSTR_TIME_SET_CURRENT(start);
-			if (walwriter_write(written, target))
+			LWLockAcquire(fleet_shared->write_lock, LW_EXCLUSIVE);
+			ok = walwriter_round(true);
+			LWLockRelease(fleet_shared->write_lock);
+			if (ok)
 			{
-				INSTR_TIME_SET_CURRENT(elapsed);
-				INSTR_TIME_SUBTRACT(elapsed, start);
-				fleet_count(&fleet_shared->fsyncs, 1);
-				fleet_count(&fleet_shared->fsync_usec,
-							INSTR_TIME_GET_MICROSEC(elapsed));
-				fleet_write_pos(&fleet_shared->written, target);
-				fleet_write_pos(&fleet_shared->durable, target);
-				ConditionVariableBroadcast(&fleet_shared->durable_cv);
-				ConditionVariableBroadcast(&fleet_shared->new_message_cv);
 				/* more may have arrived while we wrote: go again at once */
 				continue;
 			}
@@ -289,6 +384,19 @@ walwriter_main(Datum main_arg)
 
 		if (ShutdownRequestPending)
 			break;
+
+		/*
+		 * Nothing to write, but a segment could not be created: new appends
+		 * are refused until it exists, so keep trying on our own.
+		 */
+		if (pg_atomic_read_u32(&fleet_shared->writer_error) != 0)
+		{
+			uint64		seg = pg_atomic_read_u64(&fleet_shared->failed_segment);
+			int			err;
+
+			if (segment_prepare(seg, LOG, &err))
+				walwriter_clear_error(seg);
+		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1000L, FLEETLM_WAIT_EVENT);

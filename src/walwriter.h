@@ -12,5 +12,6 @@
 
 extern void walwriter_register(void);
 extern void walwriter_wake(void);
+extern bool walwriter_flush_for(uint64 end, bool stop_on_die);
 
 #endif							/* FLEETLM_WALWRITER_H */

@@ -21,7 +21,7 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(fleetlm_node create_sessions start_load finish_load wait_acked
-  build_pipeline_client
+  build_pipeline_client build_fsync_shim
   verify_acked restart_node wait_ready stat_value fleet_query
   wal_dir segment_files);
 
@@ -292,6 +292,18 @@ sub build_pipeline_client
 	return undef
 	  unless system("cc -O2 -o $dir/pipeline_client $src @inc -lpq") == 0;
 	return "$dir/pipeline_client";
+}
+
+# Compile test/fsync_shim.c; returns the .so path, or undef without a C
+# compiler.  Start a node with LD_PRELOAD set to it and FLEETLM_FAIL_FSYNC /
+# FLEETLM_STALL_FSYNC naming trigger files.
+sub build_fsync_shim
+{
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my $src = "$ENV{TESTDIR}/test/fsync_shim.c";
+	return undef
+	  unless system("cc -shared -fPIC -O2 -o $dir/fsync_shim.so $src -ldl") == 0;
+	return "$dir/fsync_shim.so";
 }
 
 sub wal_dir

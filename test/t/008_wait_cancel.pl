@@ -1,8 +1,9 @@
-# 008_wait_cancel.pl: the wait for durability.  While the WAL writer is
-# stopped, an append is not acknowledged and its message is not visible; a
-# cancelled wait says the message may still become durable, and it does.
-# Also: DROP + CREATE EXTENSION without a restart stops appends until the
-# restart, so nothing is acknowledged into a WAL that will be discarded.
+# 008_wait_cancel.pl: the wait for durability.  While fdatasync of the WAL
+# is stalled (an LD_PRELOAD shim), an append is not acknowledged and its
+# message is not visible; a cancelled wait says the message may still
+# become durable, and it does.  Also: DROP + CREATE EXTENSION without a
+# restart stops appends until the restart, so nothing is acknowledged into
+# a WAL that will be discarded.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -10,32 +11,45 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use FleetlmTest;
 
+my $shim = build_fsync_shim();
+plan skip_all => 'no C compiler to build the fdatasync shim' unless defined $shim;
+my $dir = PostgreSQL::Test::Utils::tempdir();
+my $stall = "$dir/stall";
+$ENV{LD_PRELOAD} = $shim;
+$ENV{FLEETLM_STALL_FSYNC} = $stall;
+
 my $node = fleetlm_node('cancel');
 my $s = create_sessions($node, 'wc', 1)->[0];
 is(fleet_query($node, "SELECT fleetlm.append('$s', 'u-1', 'text', '{\"m\": 1}')"), '1', 'first append');
 
-my $writer = stat_value($node, 'writer_pid');
-kill 'STOP', $writer;
+# stall the disk; one append hangs in the fdatasync it leads
+open my $t, '>', $stall or die $!;
+close $t;
+my $hung = $node->background_psql('postgres', on_error_stop => 0);
+$hung->query_until(qr/go\n/, "\\echo go\nSELECT fleetlm.append('$s', 'u-1', 'text', '{\"m\": 2}');\n");
+sleep 1;
 
 # a timed-out wait: error, with the warning that the message may still land
 my ($ret, $out, $err) = $node->psql('postgres',
-	"SET statement_timeout = '300ms'; SELECT fleetlm.append('$s', 'u-1', 'text', '{\"m\": 2}')");
-like($err, qr/WARNING:  canceled the wait for durability of message 2 of fleetlm session "$s".*may still become durable/s,
+	"SET statement_timeout = '300ms'; SELECT fleetlm.append('$s', 'u-1', 'text', '{\"m\": 3}')");
+like($err, qr/WARNING:  canceled the wait for durability of message 3 of fleetlm session "$s".*may still become durable/s,
 	'a cancelled wait warns that the message may still become durable');
 like($err, qr/canceling statement due to statement timeout/, 'and the cancel goes through');
 
 # synchronous_append = off returns, but the message is not durable: not shown
-is(fleet_query($node, "SET fleetlm.synchronous_append = off; SELECT fleetlm.append('$s', 'u-1', 'text', '{\"m\": 3}')"),
-	'3', 'an asynchronous append returns while the writer is stopped');
+is(fleet_query($node, "SET fleetlm.synchronous_append = off; SELECT fleetlm.append('$s', 'u-1', 'text', '{\"m\": 4}')"),
+	'4', 'an asynchronous append returns while the disk is stalled');
 is(fleet_query($node, "SELECT string_agg(content->>'m', ',' ORDER BY seq) FROM fleetlm.messages('$s')"),
 	'1', 'messages() shows no message that is not durable');
 is(fleet_query($node, "SELECT fleetlm.last_seq('$s')"), '1', 'nor does last_seq()');
 
-kill 'CONT', $writer;
-$node->poll_query_until('postgres', "SELECT fleetlm.last_seq('$s') = 3")
+unlink $stall or die $!;
+$node->poll_query_until('postgres', "SELECT fleetlm.last_seq('$s') = 4")
   or die 'messages did not become durable';
 is(fleet_query($node, "SELECT string_agg(content->>'m', ',' ORDER BY seq) FROM fleetlm.messages('$s')"),
-	'1,2,3', 'once the writer runs, the cancelled and the asynchronous message are durable');
+	'1,2,3,4', 'once the disk is back, the hung, the cancelled and the asynchronous message are durable');
+my ($o) = $hung->query('SELECT 1');
+$hung->quit;
 
 # drop and create again without a restart
 fleet_query($node, 'DROP EXTENSION fleetlm');
@@ -49,6 +63,6 @@ like($err, qr/fleetlm was dropped and created again since the server started.*Re
 $node->restart;
 wait_ready($node);
 is(fleet_query($node, "SELECT fleetlm.append('new', 'u-1', 'text', '{}')"), '1', 'after the restart, the new installation works');
-diag("008_wait_cancel: faults=2 (writer stopped with a cancelled wait; extension dropped and created), acknowledged checked=3, lost=0");
+diag("008_wait_cancel: faults=2 (stalled fdatasync with a cancelled wait; extension dropped and created), acknowledged checked=4, lost=0");
 $node->stop;
 done_testing();

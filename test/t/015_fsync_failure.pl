@@ -11,54 +11,11 @@ use Test::More;
 use FleetlmTest;
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
-open my $c, '>', "$dir/failsync.c" or die $!;
-print $c <<'C';
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-/* fail fdatasync on fleetlm WAL files while $FLEETLM_FAIL_FSYNC exists */
-int
-fdatasync(int fd)
-{
-	static int	(*real) (int) = NULL;
-	const char *trigger = getenv("FLEETLM_FAIL_FSYNC");
-	struct stat st;
-
-	if (real == NULL)
-		real = (int (*) (int)) dlsym(RTLD_NEXT, "fdatasync");
-	if (trigger != NULL && stat(trigger, &st) == 0)
-	{
-		char		link[64];
-		char		path[4096];
-		ssize_t		n;
-
-		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-		n = readlink(link, path, sizeof(path) - 1);
-		if (n > 0)
-		{
-			path[n] = '\0';
-			if (strstr(path, "/fleetlm_wal/") != NULL)
-			{
-				errno = EIO;
-				return -1;
-			}
-		}
-	}
-	return real(fd);
-}
-C
-close $c;
-system("cc -shared -fPIC -O2 -o $dir/failsync.so $dir/failsync.c -ldl") == 0
-  or plan skip_all => 'no C compiler to build the fdatasync shim';
+my $shim = build_fsync_shim();
+plan skip_all => 'no C compiler to build the fdatasync shim' unless defined $shim;
 
 my $trigger = "$dir/fail-now";
-$ENV{LD_PRELOAD} = "$dir/failsync.so";
+$ENV{LD_PRELOAD} = $shim;
 $ENV{FLEETLM_FAIL_FSYNC} = $trigger;
 my $node = fleetlm_node('fsyncfail');
 my $sessions = create_sessions($node, 'ff', 4);

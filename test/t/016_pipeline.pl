@@ -1,7 +1,8 @@
 # 016_pipeline.pl: pipelined appends (libpq pipeline mode) share one
 # durability wait, and still no result reaches the client before its
-# message is durable: with the WAL writer stopped, a pipelined client
-# receives nothing, also when the results would fill the send buffer; a
+# message is durable: with fdatasync stalled (an LD_PRELOAD shim), a
+# pipelined client receives nothing, also when the results would fill the
+# send buffer; a
 # pipeline reads its own writes; a crash under pipelined load loses no
 # acknowledged message.
 use strict;
@@ -14,10 +15,22 @@ use FleetlmTest;
 
 my $client = build_pipeline_client();
 plan skip_all => 'cannot build the libpq pipeline client' unless defined $client;
+my $shim = build_fsync_shim();
+plan skip_all => 'no C compiler to build the fdatasync shim' unless defined $shim;
+my $dir = PostgreSQL::Test::Utils::tempdir();
+my $stall = "$dir/stall";
+$ENV{LD_PRELOAD} = $shim;
+$ENV{FLEETLM_STALL_FSYNC} = $stall;
+
+sub stall_disk
+{
+	open my $t, '>', $stall or die $!;
+	close $t;
+	return;
+}
 
 my $node = fleetlm_node('pipeline');
 my $sessions = create_sessions($node, 'pl', 4);
-my $dir = PostgreSQL::Test::Utils::tempdir();
 
 # Run the statements through the pipelined client in the background.
 sub start_client
@@ -39,24 +52,23 @@ sub appends
 	return map { "SELECT fleetlm.append('$s', 'u-1', 'text', '{\"m\": \"$tag-$_\"}')::text" } 1 .. $n;
 }
 
-# 1. with the writer stopped, a pipeline of 5 appends gets no result
-my $writer = stat_value($node, 'writer_pid');
-kill 'STOP', $writer;
+# 1. with fdatasync stalled, a pipeline of 5 appends gets no result
+stall_disk();
 my ($h, $out, $err) = start_client('five', 5, appends('pl-1', 5, 'five'));
 sleep 2;
 $h->pump_nb;
 is($$out, '', 'no result reaches the client while nothing is durable');
-kill 'CONT', $writer;
+unlink $stall or die $!;
 $h->finish;
-is($$out, "1\n2\n3\n4\n5\n", 'once the writer runs, the five seqs arrive');
+is($$out, "1\n2\n3\n4\n5\n", 'once the disk is back, the five seqs arrive');
 
 # 2. results that would fill the send buffer: still nothing early
-kill 'STOP', $writer;
+stall_disk();
 ($h, $out, $err) = start_client('many', 300, appends('pl-2', 300, 'many'));
 sleep 2;
 $h->pump_nb;
 is($$out, '', 'no result of a 300-deep pipeline reaches the client early');
-kill 'CONT', $writer;
+unlink $stall or die $!;
 $h->finish;
 is(scalar(split /\n/, $$out), 300, 'then all 300 arrive');
 
@@ -91,6 +103,6 @@ for my $i (1 .. 4)
 	}
 }
 my ($lost, $checked) = verify_acked($node, $acked, \%all_sent, $sessions, 'after kill -9 under pipelined load');
-diag("016_pipeline: faults=3 (writer stopped twice, postmaster kill -9 under pipelined load), acknowledged checked=$checked, lost=$lost, early results=0");
+diag("016_pipeline: faults=3 (fdatasync stalled twice, postmaster kill -9 under pipelined load), acknowledged checked=$checked, lost=$lost, early results=0");
 $node->stop;
 done_testing();
