@@ -28,6 +28,8 @@
 
 FleetShared *fleet_shared = NULL;
 char	   *fleet_ring = NULL;
+FleetWaiter *fleet_waiters = NULL;
+int			fleet_nwaiters = 0;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -45,6 +47,7 @@ fleetlm_shmem_size(void)
 
 	size = MAXALIGN(sizeof(FleetShared));
 	size = add_size(size, MAXALIGN((Size) FLEETLM_RING_SIZE));
+	size = add_size(size, MAXALIGN(mul_size(MaxBackends, sizeof(FleetWaiter))));
 	size = add_size(size, session_shmem_size());
 	return size;
 }
@@ -149,6 +152,20 @@ shmem_startup(void)
 	}
 
 	fleet_ring = ShmemInitStruct("fleetlm ring", (Size) FLEETLM_RING_SIZE, &found);
+
+	fleet_nwaiters = MaxBackends;
+	fleet_waiters = ShmemInitStruct("fleetlm waiters",
+									mul_size(fleet_nwaiters, sizeof(FleetWaiter)),
+									&found);
+	if (!found)
+	{
+		for (int i = 0; i < fleet_nwaiters; i++)
+		{
+			pg_atomic_init_u64(&fleet_waiters[i].wait_lsn, 0);
+			fleet_waiters[i].latch = NULL;
+		}
+	}
+
 	session_shmem_init();
 
 	LWLockRelease(AddinShmemInitLock);

@@ -117,8 +117,23 @@ typedef struct FleetShared
 	char		recovery_error[256];
 } FleetShared;
 
+/*
+ * A backend waiting for durability (walwriter_flush_for), one slot per
+ * PGPROC of a backend or background worker.  wait_lsn is 0 when the slot
+ * is idle; only its owner writes it.  Whoever ends a flush round sets the
+ * latch of every waiter it made durable, and of the first one it did not,
+ * which then leads the next round: no broadcast, no herd.
+ */
+typedef struct FleetWaiter
+{
+	pg_atomic_uint64 wait_lsn;
+	Latch	   *latch;
+} FleetWaiter;
+
 extern FleetShared *fleet_shared;
 extern char *fleet_ring;
+extern FleetWaiter *fleet_waiters;
+extern int	fleet_nwaiters;
 
 extern void shmem_request(void);
 extern void shmem_install_hooks(void);

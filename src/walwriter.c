@@ -56,6 +56,7 @@ static uint64 writer_seg = 0;
 static bool walwriter_open_segment(uint64 seg, bool may_create);
 static bool walwriter_write(uint64 from, uint64 to, bool may_create);
 static bool walwriter_round(bool may_create);
+static void walwriter_wake_waiters(void);
 static void walwriter_set_error(uint64 seg, int err);
 static void walwriter_clear_error(uint64 seg);
 static void walwriter_sync(void);
@@ -265,13 +266,46 @@ walwriter_round(bool may_create)
 }
 
 /*
+ * After a round, with write_lock released: wake every waiter that is
+ * durable now, and the first one that is not, to lead the next round.  A
+ * waiter that failed to get write_lock registered before the holder
+ * released it, so the holder's scan (after the release) sees it.
+ */
+static void
+walwriter_wake_waiters(void)
+{
+	uint64		durable = fleet_read_pos(&fleet_shared->durable);
+	uint64		lowest = PG_UINT64_MAX;
+	int			next = -1;
+
+	pg_memory_barrier();
+	for (int i = 0; i < fleet_nwaiters; i++)
+	{
+		uint64		w = pg_atomic_read_u64(&fleet_waiters[i].wait_lsn);
+
+		if (w == 0)
+			continue;
+		if (w <= durable)
+			SetLatch(fleet_waiters[i].latch);
+		else if (w < lowest)
+		{
+			lowest = w;
+			next = i;
+		}
+	}
+	if (next >= 0)
+		SetLatch(fleet_waiters[next].latch);
+}
+
+/*
  * Make the log durable up to `end`, for a backend that waits for its
  * append.  As PostgreSQL's XLogFlush does, the backend flushes itself when
  * nobody else is flushing (taking along every record inserted so far: the
- * group commit), and otherwise sleeps until the flush in progress ends and
- * looks again.  That spares the round trip through the writer process on
- * the latency path; the writer handles asynchronous appends, segment
- * creation and disk-full retries.
+ * group commit), and otherwise sleeps until the flush in progress wakes it
+ * (see walwriter_wake_waiters).  That spares the round trip through the
+ * writer process on the latency path; the writer handles asynchronous
+ * appends, segment creation and disk-full retries.  The timeout is only a
+ * safety net (a waiter picked to lead that went away meanwhile).
  *
  * With stop_on_die, returns false as soon as the backend is asked to
  * terminate (for callers that hold interrupts); otherwise returns true,
@@ -280,32 +314,53 @@ walwriter_round(bool may_create)
 bool
 walwriter_flush_for(uint64 end, bool stop_on_die)
 {
+	FleetWaiter *slot;
 	bool		done = true;
 
-	ConditionVariablePrepareToSleep(&fleet_shared->durable_cv);
-	while (fleet_read_pos(&fleet_shared->durable) < end)
-	{
-		if (LWLockConditionalAcquire(fleet_shared->write_lock, LW_EXCLUSIVE))
-		{
-			bool		ok = true;
+	if (fleet_read_pos(&fleet_shared->durable) >= end)
+		return true;
+	if (MyProc == NULL || MyProc->pgprocno >= fleet_nwaiters)
+		elog(ERROR, "fleetlm: this process cannot wait for durability");
+	slot = &fleet_waiters[MyProc->pgprocno];
+	slot->latch = MyLatch;
+	pg_atomic_write_u64(&slot->wait_lsn, end);
+	pg_memory_barrier();
 
-			if (fleet_read_pos(&fleet_shared->durable) < end)
-				ok = walwriter_round(false);
-			LWLockRelease(fleet_shared->write_lock);
-			if (ok)
-				continue;
-			/* a segment is missing: the writer creates it */
-			walwriter_wake();
-		}
-		if (stop_on_die && ProcDiePending)
+	PG_TRY();
+	{
+		while (fleet_read_pos(&fleet_shared->durable) < end)
 		{
-			done = false;
-			break;
+			if (LWLockConditionalAcquire(fleet_shared->write_lock, LW_EXCLUSIVE))
+			{
+				bool		ok = true;
+
+				if (fleet_read_pos(&fleet_shared->durable) < end)
+					ok = walwriter_round(false);
+				LWLockRelease(fleet_shared->write_lock);
+				walwriter_wake_waiters();
+				if (ok)
+					continue;
+				/* a segment is missing: the writer creates it */
+				walwriter_wake();
+			}
+			if (stop_on_die && ProcDiePending)
+			{
+				done = false;
+				break;
+			}
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 10L, FLEETLM_WAIT_EVENT);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
 		}
-		(void) ConditionVariableTimedSleep(&fleet_shared->durable_cv, 1000,
-										   FLEETLM_WAIT_EVENT);
 	}
-	ConditionVariableCancelSleep();
+	PG_CATCH();
+	{
+		pg_atomic_write_u64(&slot->wait_lsn, 0);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	pg_atomic_write_u64(&slot->wait_lsn, 0);
 	return done;
 }
 
@@ -368,6 +423,7 @@ walwriter_main(Datum main_arg)
 			LWLockAcquire(fleet_shared->write_lock, LW_EXCLUSIVE);
 			ok = walwriter_round(true);
 			LWLockRelease(fleet_shared->write_lock);
+			walwriter_wake_waiters();
 			if (ok)
 			{
 				/* more may have arrived while we wrote: go again at once */
