@@ -491,6 +491,9 @@ append_write(AppendWrite *w)
 			built = true;
 		}
 
+		/* map the ring's head in now, not while holding insert_lock */
+		ring_prepare(pg_atomic_read_u64(&fleet_shared->inserted),
+					 Min(total + 65536, fleet_shared->ring_size));
 		LWLockAcquire(fleet_shared->insert_lock, LW_EXCLUSIVE);
 		lsn = pg_atomic_read_u64(&fleet_shared->inserted);
 		if (lsn + total - fleet_read_pos(&fleet_shared->applied) > fleet_shared->ring_size)

@@ -26,6 +26,16 @@
  */
 #define FLEETLM_WAIT_EVENT	PG_WAIT_EXTENSION
 
+/*
+ * madvise(MADV_POPULATE_WRITE) (Linux 5.14, glibc 2.35): map a range of
+ * shared memory into this process's page tables in one call.  Elsewhere
+ * the ring's pages fault in one by one.
+ */
+#include <sys/mman.h>
+#ifdef MADV_POPULATE_WRITE
+#define FLEETLM_HAVE_MADV_POPULATE_WRITE 1
+#endif
+
 /* pg_prng and InitMaterializedSRF exist from 15 on; nothing to map. */
 
 #endif							/* FLEETLM_COMPAT_H */

@@ -19,6 +19,7 @@
 
 #include "record.h"
 
+extern void ring_prepare(uint64 lsn, Size len);
 extern void ring_write(uint64 lsn, const char *src, Size len);
 extern void ring_read(uint64 lsn, char *dst, Size len);
 extern char *ring_read_record(uint64 lsn);

@@ -46,6 +46,7 @@
 
 #include "fleetlm.h"
 #include "segment.h"
+#include "ring.h"
 #include "shmem.h"
 #include "walwriter.h"
 
@@ -212,6 +213,7 @@ walwriter_write(uint64 from, uint64 to, bool may_create)
 		n = Min(to, seg + segsize) - pos;
 		n = Min(n, ringsize - ringoff);
 
+		ring_prepare(pos, (Size) n);
 		errno = 0;
 		w = pg_pwrite(writer_fd, fleet_ring + ringoff, (size_t) n, (off_t) (pos - seg));
 		if (w < 0 && errno == EINTR)
