@@ -9,8 +9,8 @@
  * of it: one page fault per 4 kB page.  Appends write at the head of the
  * ring, so a fresh backend keeps faulting until the head has swept the
  * whole ring (fleetlm.wal_buffers, 16 MB by default: 4,096 pages).  A
- * fault costs ~12 us on the virtual machines we measured on, and a 32-client
- * append benchmark spent a third of its time in them.  So a process maps
+ * fault costs ~12 us on the virtual machines we measured on; without them
+ * a 32-client append benchmark ran 30% faster.  So a process maps
  * the ring 1 MB at a time, on its first touch of each megabyte, with one
  * madvise(MADV_POPULATE_WRITE): ~0.5 us a page instead (bench/README.md).
  * The pages' contents are not touched.
