@@ -21,7 +21,7 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(fleetlm_node create_sessions start_load finish_load wait_acked
-  build_pipeline_client build_fsync_shim
+  build_pipeline_client fsync_shim fsync_fault_on fsync_fault_off
   verify_acked restart_node wait_ready stat_value fleet_query
   wal_dir segment_files);
 
@@ -295,8 +295,7 @@ sub build_pipeline_client
 }
 
 # Compile test/fsync_shim.c; returns the .so path, or undef without a C
-# compiler.  Start a node with LD_PRELOAD set to it and FLEETLM_FAIL_FSYNC /
-# FLEETLM_STALL_FSYNC naming trigger files.
+# compiler.
 sub build_fsync_shim
 {
 	my $dir = PostgreSQL::Test::Utils::tempdir();
@@ -304,6 +303,37 @@ sub build_fsync_shim
 	return undef
 	  unless system("cc -shared -fPIC -O2 -o $dir/fsync_shim.so $src -ldl") == 0;
 	return "$dir/fsync_shim.so";
+}
+
+# Arm test/fsync_shim.c for the nodes this test starts afterwards: builds
+# it, sets LD_PRELOAD, and points FLEETLM_<MODE>_FSYNC ('STALL': fdatasync
+# blocks; 'FAIL': it fails with EIO) at a trigger file.  Returns the
+# trigger's path, or undef without a C compiler.  The fault is on while the
+# file exists: fsync_fault_on and fsync_fault_off.
+sub fsync_shim
+{
+	my ($mode) = @_;
+	my $shim = build_fsync_shim();
+	return undef unless defined $shim;
+	my $trigger = PostgreSQL::Test::Utils::tempdir() . '/' . lc($mode) . '-now';
+	$ENV{LD_PRELOAD} = $shim;
+	$ENV{"FLEETLM_${mode}_FSYNC"} = $trigger;
+	return $trigger;
+}
+
+sub fsync_fault_on
+{
+	my ($trigger) = @_;
+	open my $fh, '>', $trigger or die "$trigger: $!";
+	close $fh;
+	return;
+}
+
+sub fsync_fault_off
+{
+	my ($trigger) = @_;
+	unlink $trigger or die "$trigger: $!";
+	return;
 }
 
 sub wal_dir

@@ -11,20 +11,15 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use FleetlmTest;
 
-my $shim = build_fsync_shim();
-plan skip_all => 'no C compiler to build the fdatasync shim' unless defined $shim;
-my $dir = PostgreSQL::Test::Utils::tempdir();
-my $stall = "$dir/stall";
-$ENV{LD_PRELOAD} = $shim;
-$ENV{FLEETLM_STALL_FSYNC} = $stall;
+my $stall = fsync_shim('STALL');
+plan skip_all => 'no C compiler to build the fdatasync shim' unless defined $stall;
 
 my $node = fleetlm_node('cancel');
 my $s = create_sessions($node, 'wc', 1)->[0];
 is(fleet_query($node, "SELECT fleetlm.append('$s', 'u-1', 'text', '{\"m\": 1}')"), '1', 'first append');
 
 # stall the disk; one append hangs in the fdatasync it leads
-open my $t, '>', $stall or die $!;
-close $t;
+fsync_fault_on($stall);
 my $hung = $node->background_psql('postgres', on_error_stop => 0);
 $hung->query_until(qr/go\n/, "\\echo go\nSELECT fleetlm.append('$s', 'u-1', 'text', '{\"m\": 2}');\n");
 sleep 1;
@@ -43,7 +38,7 @@ is(fleet_query($node, "SELECT string_agg(content->>'m', ',' ORDER BY seq) FROM f
 	'1', 'messages() shows no message that is not durable');
 is(fleet_query($node, "SELECT fleetlm.last_seq('$s')"), '1', 'nor does last_seq()');
 
-unlink $stall or die $!;
+fsync_fault_off($stall);
 $node->poll_query_until('postgres', "SELECT fleetlm.last_seq('$s') = 4")
   or die 'messages did not become durable';
 is(fleet_query($node, "SELECT string_agg(content->>'m', ',' ORDER BY seq) FROM fleetlm.messages('$s')"),

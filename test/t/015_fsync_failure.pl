@@ -10,13 +10,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use FleetlmTest;
 
-my $dir = PostgreSQL::Test::Utils::tempdir();
-my $shim = build_fsync_shim();
-plan skip_all => 'no C compiler to build the fdatasync shim' unless defined $shim;
+my $trigger = fsync_shim('FAIL');
+plan skip_all => 'no C compiler to build the fdatasync shim' unless defined $trigger;
 
-my $trigger = "$dir/fail-now";
-$ENV{LD_PRELOAD} = $shim;
-$ENV{FLEETLM_FAIL_FSYNC} = $trigger;
 my $node = fleetlm_node('fsyncfail');
 my $sessions = create_sessions($node, 'ff', 4);
 my (@acked, %sent);
@@ -25,8 +21,7 @@ my (@acked, %sent);
 is(fleet_query($node, "SELECT fleetlm.append('ff-1', 'u-1', 'text', '{\"m\": \"ok-1\"}')"), '1', 'a normal append');
 push @acked, [ 1, 'ok-1', 'ff-1' ];
 $sent{'ok-1'} = 'ff-1';
-open my $t, '>', $trigger or die $!;
-close $t;
+fsync_fault_on($trigger);
 my ($ret, $out, $err) = $node->psql('postgres',
 	"SELECT fleetlm.append('ff-1', 'u-1', 'text', '{\"m\": \"doomed\"}')");
 $sent{doomed} = 'ff-1';
@@ -35,7 +30,7 @@ like($err, qr/server closed the connection unexpectedly|terminating connection/,
 	'its connection was lost in the crash restart');
 ok($node->wait_for_log(qr/PANIC:  could not fdatasync fleetlm WAL segment "fleetlm_wal\/[0-9A-F]{16}": Input\/output error/),
 	'the failure is logged as a PANIC');
-unlink $trigger;
+fsync_fault_off($trigger);
 wait_ready($node);
 verify_acked($node, \@acked, \%sent, $sessions, 'after the first fsync failure');
 
@@ -43,10 +38,9 @@ verify_acked($node, \@acked, \%sent, $sessions, 'after the first fsync failure')
 my $load = start_load($node, sessions => $sessions, clients => 4, per_client => 2000, tag => 'Y');
 wait_acked($load, 300);
 my $logpos = -s $node->logfile;
-open $t, '>', $trigger or die $!;
-close $t;
+fsync_fault_on($trigger);
 $node->wait_for_log(qr/PANIC:  could not fdatasync/, $logpos);
-unlink $trigger;
+fsync_fault_off($trigger);
 my ($a, $s) = finish_load($load);
 push @acked, @$a;
 %sent = (%sent, %$s);

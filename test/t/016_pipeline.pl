@@ -15,19 +15,9 @@ use FleetlmTest;
 
 my $client = build_pipeline_client();
 plan skip_all => 'cannot build the libpq pipeline client' unless defined $client;
-my $shim = build_fsync_shim();
-plan skip_all => 'no C compiler to build the fdatasync shim' unless defined $shim;
+my $stall = fsync_shim('STALL');
+plan skip_all => 'no C compiler to build the fdatasync shim' unless defined $stall;
 my $dir = PostgreSQL::Test::Utils::tempdir();
-my $stall = "$dir/stall";
-$ENV{LD_PRELOAD} = $shim;
-$ENV{FLEETLM_STALL_FSYNC} = $stall;
-
-sub stall_disk
-{
-	open my $t, '>', $stall or die $!;
-	close $t;
-	return;
-}
 
 my $node = fleetlm_node('pipeline');
 my $sessions = create_sessions($node, 'pl', 4);
@@ -53,22 +43,22 @@ sub appends
 }
 
 # 1. with fdatasync stalled, a pipeline of 5 appends gets no result
-stall_disk();
+fsync_fault_on($stall);
 my ($h, $out, $err) = start_client('five', 5, appends('pl-1', 5, 'five'));
 sleep 2;
 $h->pump_nb;
 is($$out, '', 'no result reaches the client while nothing is durable');
-unlink $stall or die $!;
+fsync_fault_off($stall);
 $h->finish;
 is($$out, "1\n2\n3\n4\n5\n", 'once the disk is back, the five seqs arrive');
 
 # 2. results that would fill the send buffer: still nothing early
-stall_disk();
+fsync_fault_on($stall);
 ($h, $out, $err) = start_client('many', 300, appends('pl-2', 300, 'many'));
 sleep 2;
 $h->pump_nb;
 is($$out, '', 'no result of a 300-deep pipeline reaches the client early');
-unlink $stall or die $!;
+fsync_fault_off($stall);
 $h->finish;
 is(scalar(split /\n/, $$out), 300, 'then all 300 arrive');
 
