@@ -7,7 +7,9 @@
 # Load: each client is a psql process running a script of appends; psql
 # prints a line "seq marker session" only after the server acknowledged the
 # append, so the output files are the list of acknowledged messages even if
-# the server is killed half way.
+# the server is killed half way.  Each client's stderr is kept too:
+# finish_load returns it, and check_client_errors asserts that it holds
+# only the errors the injected fault explains.
 package FleetlmTest;
 
 use strict;
@@ -23,7 +25,7 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(fleetlm_node create_sessions start_load finish_load wait_acked
   build_pipeline_client fsync_shim fsync_fault_on fsync_fault_off
   verify_acked restart_node wait_ready stat_value fleet_query
-  wal_dir segment_files);
+  wal_dir segment_files client_messages check_client_errors crash_errors);
 
 # A started node with fleetlm preloaded and created in database postgres.
 # %conf: extra settings (name => value).
@@ -88,6 +90,8 @@ sub create_sessions
 # random sessions of $sessions.  Returns a load handle.  With
 # pipeline => DEPTH and pipeline_client => PATH, the clients are
 # test/pipeline_client.c programs sending DEPTH appends per pipeline.
+# psql clients stop at their first error unless on_error_stop => 0;
+# verbose => 1 makes psql print each error's SQLSTATE ("ERROR:  P0002: ...").
 sub start_load
 {
 	my ($node, %o) = @_;
@@ -105,6 +109,7 @@ sub start_load
 		my $out = "$dir/client$c.out";
 		open my $fh, '>', $script or die $!;
 		print $fh "SET fleetlm.synchronous_append = off;\n" if $o{async} && !$o{pipeline};
+		print $fh "\\set VERBOSITY verbose\n" if $o{verbose} && !$o{pipeline};
 		for my $i (1 .. $per)
 		{
 			my $s = $sessions->[ int(rand(@$sessions)) ];
@@ -120,12 +125,14 @@ sub start_load
 		my @cmd =
 		  $o{pipeline}
 		  ? ($o{pipeline_client}, $node->connstr('postgres'), $script, $o{pipeline})
-		  : ('psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-f', $script);
+		  : ('psql', '-XAtq', '-v', 'ON_ERROR_STOP=' . (($o{on_error_stop} // 1) ? 1 : 0),
+			'-d', $node->connstr('postgres'), '-f', $script);
 		my $h = IPC::Run::start(\@cmd, '>', $out, '2>', "$dir/client$c.err");
 		push @handles, $h;
 	}
 	return { handles => \@handles, dir => $dir, clients => $clients,
-		sent => \%sent };
+		per_client => $per, sent => \%sent,
+		on_error_stop => ($o{pipeline} || ($o{on_error_stop} // 1)) ? 1 : 0 };
 }
 
 # Wait until the clients have had at least $n appends acknowledged, so a
@@ -151,31 +158,146 @@ sub wait_acked
 }
 
 # Wait for the clients (they end by themselves, or fail when the server
-# dies) and return [ acked list of [seq, marker, session] ], sent hash.
+# dies) and return [ acked list of [seq, marker, session] ], sent hash, and
+# [ each client's stderr ] (client 1 first).  The load handle keeps, per
+# client (index c - 1): {acked_by} the number of acknowledged appends,
+# {exit} the raw wait status ($?), {stderr} the stderr text.
 sub finish_load
 {
 	my ($load, $timeout) = @_;
 	$timeout //= 180;
+	my @exit;
 	for my $h (@{ $load->{handles} })
 	{
 		eval {
 			$h->finish;
 			1;
 		} or do { $h->kill_kill; };
+		push @exit, $h->full_result(0);
 	}
-	my @acked;
+	my (@acked, @by, @stderr);
 	for my $c (1 .. $load->{clients})
 	{
-		open my $fh, '<', "$load->{dir}/client$c.out" or next;
-		while (my $line = <$fh>)
+		my $n = 0;
+		if (open my $fh, '<', "$load->{dir}/client$c.out")
 		{
-			chomp $line;
-			next unless $line =~ /^(\d+) (\S+) (\S+)$/;
-			push @acked, [ $1, $2, $3 ];
+			while (my $line = <$fh>)
+			{
+				chomp $line;
+				next unless $line =~ /^(\d+) (\S+) (\S+)$/;
+				push @acked, [ $1, $2, $3 ];
+				$n++;
+			}
+			close $fh;
 		}
-		close $fh;
+		push @by, $n;
+		my $err = '';
+		if (open my $fh, '<', "$load->{dir}/client$c.err")
+		{
+			local $/;
+			$err = <$fh> // '';
+			close $fh;
+		}
+		push @stderr, $err;
 	}
-	return (\@acked, $load->{sent});
+	$load->{acked_by} = \@by;
+	$load->{exit} = \@exit;
+	$load->{stderr} = \@stderr;
+	return (\@acked, $load->{sent}, \@stderr);
+}
+
+# The messages of a client's stderr: each is the first line of one error or
+# warning, without the client's prefix ("psql:FILE:LINE: ", "psql: ",
+# pipeline_client's "statement failed: " ...); the DETAIL, HINT, CONTEXT,
+# LOCATION lines and indented continuation lines that follow belong to it
+# and are left out.
+sub client_messages
+{
+	my ($stderr) = @_;
+	my @msgs;
+	for my $line (split /\n/, $stderr // '')
+	{
+		next if $line =~ /^\s/ || $line =~ /^\s*$/;
+		next if $line =~ /^(DETAIL|HINT|CONTEXT|LOCATION|QUERY|STATEMENT):  /;
+		$line =~ s/^psql:.*?:\d+: //;
+		$line =~ s/^psql: //;
+		$line =~ s/^(statement failed|send failed|sync failed|connection failed|expected the end of a pipeline): //;
+		push @msgs, $line;
+	}
+	return @msgs;
+}
+
+# What a client may see when the server crashes under it (kill -9 of the
+# postmaster or of a worker, an immediate stop), as psql and libpq print it:
+# its backend told to exit, the connection lost, or (a client that connects
+# only then) no server, or one still shutting down or recovering.
+sub crash_errors
+{
+	return (
+		qr/^WARNING:  terminating connection because of crash of another server process$/,
+		qr/^FATAL:  terminating connection due to unexpected postmaster exit$/,
+		qr/^(WARNING|FATAL):  terminating connection due to immediate shutdown command$/,
+		qr/^server closed the connection unexpectedly$/,
+		qr/^(error: )?connection to server was lost$/,
+		qr/^could not receive data from server: Connection reset by peer$/,
+		qr/^could not send data to server: (Broken pipe|Connection reset by peer)$/,
+		qr/^no connection to the server$/,
+		qr/^(error: )?connection to server (on socket "[^"]*"|at "[^"]*", port \d+) failed: (Connection refused|No such file or directory)$/,
+		qr/^(error: )?connection to server (on socket "[^"]*"|at "[^"]*", port \d+) failed: FATAL:  the database system is (in recovery mode|shutting down|starting up)$/,
+		qr/^FATAL:  the database system is (in recovery mode|shutting down)$/);
+}
+
+# Assert that every client of a finished load wrote only messages matching
+# one of @$allowed to stderr (see client_messages), and that a client that
+# ended early (non-zero exit, or, when it stops at its first error, fewer
+# acknowledged appends than it sent) ended with such an error: an
+# unexplained error fails, and so does a client that ended silently.
+# %o: allowed => [ qr/.../ ] (default none), may_end_early => 0 (every
+# client must run to its end with exit status 0).  Returns a hash:
+# early => clients that ended early, messages => all messages,
+# count => { message => how often }, per_client => [ [messages] ].
+sub check_client_errors
+{
+	my ($load, $label, %o) = @_;
+	my @allowed = @{ $o{allowed} // [] };
+	my $may_end_early = $o{may_end_early} // 1;
+	my $stops = $load->{on_error_stop};
+	my (%count, @per, @bad, @silent, @early);
+	my $total = 0;
+
+	die "check_client_errors: finish_load first" unless $load->{stderr};
+	for my $i (0 .. $load->{clients} - 1)
+	{
+		my $c = $i + 1;
+		my @msgs = client_messages($load->{stderr}[$i]);
+		push @per, \@msgs;
+		$total += @msgs;
+		for my $m (@msgs)
+		{
+			$count{$m}++;
+			push @bad, "client $c: $m" unless grep { $m =~ $_ } @allowed;
+		}
+		my $ended_early = $load->{exit}[$i] != 0
+		  || ($stops && $load->{acked_by}[$i] < $load->{per_client});
+		next unless $ended_early;
+		push @early, $c;
+		push @silent, "client $c (exit status $load->{exit}[$i], $load->{acked_by}[$i] acknowledged)"
+		  unless @msgs;
+	}
+	ok(!@bad, "$label: client stderr holds only errors the fault explains ($total messages)")
+	  or diag("$label: unexplained client errors:\n" . join("\n", @bad)
+		  . "\n--- stderr of the clients ---\n"
+		  . join("", map { "client " . ($_ + 1) . ":\n$load->{stderr}[$_]" } 0 .. $load->{clients} - 1));
+	ok(!@silent, "$label: every client that ended early ended with such an error ("
+		  . scalar(@early) . " ended early)")
+	  or diag("$label: clients that ended early without an error: " . join(', ', @silent));
+	if (!$may_end_early)
+	{
+		is(scalar(@early), 0, "$label: every client ran to its end")
+		  or diag("$label: clients that ended early: @early; acknowledged: @{ $load->{acked_by} }");
+	}
+	return { early => scalar(@early), messages => $total, count => \%count,
+		per_client => \@per };
 }
 
 # Start the node, retrying while a killed postmaster's
