@@ -51,6 +51,7 @@ is($$out, '', 'no result reaches the client while nothing is durable');
 fsync_fault_off($stall);
 $h->finish;
 is($$out, "1\n2\n3\n4\n5\n", 'once the disk is back, the five seqs arrive');
+is($$err, '', 'and the client saw no error');
 
 # 2. results that would fill the send buffer: still nothing early
 fsync_fault_on($stall);
@@ -61,6 +62,7 @@ is($$out, '', 'no result of a 300-deep pipeline reaches the client early');
 fsync_fault_off($stall);
 $h->finish;
 is(scalar(split /\n/, $$out), 300, 'then all 300 arrive');
+is($$err, '', 'and the client saw no error');
 
 # 3. the pipeline shares fsyncs, and reads its own writes
 my ($f0, $a0) = split /\|/, stat_value($node, 'fsyncs, appends');
@@ -68,8 +70,10 @@ my ($f0, $a0) = split /\|/, stat_value($node, 'fsyncs, appends');
 	"SELECT (SELECT string_agg(content->>'m', ',' ORDER BY seq) FROM fleetlm.messages('pl-3'))");
 $h->finish;
 is((split /\n/, $$out)[4], 'own-1,own-2,own-3,own-4', 'messages() in the same pipeline sees its appends');
+is($$err, '', 'and the client saw no error');
 ($h, $out, $err) = start_client('depth', 10, appends('pl-4', 200, 'depth'));
 $h->finish;
+is($$err, '', 'a 10-deep pipeline of 200 appends sees no error');
 my ($f1, $a1) = split /\|/, stat_value($node, 'fsyncs, appends');
 cmp_ok(($a1 - $a0) / ($f1 - $f0), '>', 1.5,
 	sprintf('appends share fsyncs: %d appends, %d fsyncs', $a1 - $a0, $f1 - $f0));
@@ -80,7 +84,10 @@ my $load = start_load($node, sessions => $sessions, clients => 4, per_client => 
 wait_acked($load, 300 + int(rand(1500)));
 $node->kill9;
 my ($acked, $sent) = finish_load($load);
-ok(scalar(@$acked) < 12000, scalar(@$acked) . ' pipelined appends acknowledged before the crash');
+my $e = check_client_errors($load, 'kill -9 under pipelined load', allowed => [ crash_errors() ]);
+note('client messages: ' . join('; ', map { "$e->{count}{$_} x $_" } sort keys %{ $e->{count} }));
+ok(scalar(@$acked) < 12000 && $e->{early} == 4,
+	scalar(@$acked) . " pipelined appends acknowledged before the crash, which cut off $e->{early} of 4 clients");
 restart_node($node);
 wait_ready($node);
 # the earlier parts of this test appended through the same sessions
