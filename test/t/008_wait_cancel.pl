@@ -1,6 +1,7 @@
 # 008_wait_cancel.pl: the wait for durability.  While fdatasync of the WAL
-# is stalled (an LD_PRELOAD shim), an append is not acknowledged and its
-# message is not visible; a cancelled wait says the message may still
+# is stalled (an LD_PRELOAD shim), an append is not acknowledged (its
+# client receives nothing) and its message is not visible; once the disk is
+# back it returns its seq; a cancelled wait says the message may still
 # become durable, and it does.  Also: DROP + CREATE EXTENSION without a
 # restart stops appends until the restart, so nothing is acknowledged into
 # a WAL that will be discarded.
@@ -22,7 +23,12 @@ is(fleet_query($node, "SELECT fleetlm.append('$s', 'u-1', 'text', '{\"m\": 1}')"
 fsync_fault_on($stall);
 my $hung = $node->background_psql('postgres', on_error_stop => 0);
 $hung->query_until(qr/go\n/, "\\echo go\nSELECT fleetlm.append('$s', 'u-1', 'text', '{\"m\": 2}');\n");
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() AND query LIKE '%\"m\": 2%'"),
+	'the append of message 2 is in flight');
 sleep 1;
+$hung->{run}->pump_nb;
+is($hung->{stdout}, '', 'its client has received nothing while fdatasync is stalled');
 
 # a timed-out wait: error, with the warning that the message may still land
 my ($ret, $out, $err) = $node->psql('postgres',
@@ -37,13 +43,18 @@ is(fleet_query($node, "SET fleetlm.synchronous_append = off; SELECT fleetlm.appe
 is(fleet_query($node, "SELECT string_agg(content->>'m', ',' ORDER BY seq) FROM fleetlm.messages('$s')"),
 	'1', 'messages() shows no message that is not durable');
 is(fleet_query($node, "SELECT fleetlm.last_seq('$s')"), '1', 'nor does last_seq()');
+$hung->{run}->pump_nb;
+is($hung->{stdout} . $hung->{stderr}, '', 'the hung append still has returned nothing');
 
 fsync_fault_off($stall);
 $node->poll_query_until('postgres', "SELECT fleetlm.last_seq('$s') = 4")
   or die 'messages did not become durable';
 is(fleet_query($node, "SELECT string_agg(content->>'m', ',' ORDER BY seq) FROM fleetlm.messages('$s')"),
 	'1,2,3,4', 'once the disk is back, the hung, the cancelled and the asynchronous message are durable');
-my ($o) = $hung->query('SELECT 1');
+# the hung append returns seq 2, and nothing else came
+my ($o, $e) = $hung->query("SELECT 'after'");
+is($o, "2\nafter", 'once the disk is back, the hung append returns seq 2');
+is($e, 0, 'with nothing on stderr');
 $hung->quit;
 
 # drop and create again without a restart
@@ -58,6 +69,6 @@ like($err, qr/fleetlm was dropped and created again since the server started.*Re
 $node->restart;
 wait_ready($node);
 is(fleet_query($node, "SELECT fleetlm.append('new', 'u-1', 'text', '{}')"), '1', 'after the restart, the new installation works');
-diag("008_wait_cancel: faults=2 (stalled fdatasync with a cancelled wait; extension dropped and created), acknowledged checked=4, lost=0");
+diag("008_wait_cancel: faults=2 (stalled fdatasync with a cancelled wait; extension dropped and created), acknowledged checked=4, lost=0, results while stalled=0, hung append returned seq 2 after the stall");
 $node->stop;
 done_testing();
