@@ -92,16 +92,21 @@ sub create_sessions
 # test/pipeline_client.c programs sending DEPTH appends per pipeline.
 # psql clients stop at their first error unless on_error_stop => 0;
 # verbose => 1 makes psql print each error's SQLSTATE ("ERROR:  P0002: ...").
+# statements => sub { my ($c) = @_; ... } replaces the random appends of
+# client $c by the list it returns, of [ EXPR, MARKER, SESSION ]: EXPR is an
+# SQL expression that yields a seq (e.g. a keyed append, or the first seq
+# of an append_batch), acknowledged as the line "seq MARKER SESSION".
 sub start_load
 {
 	my ($node, %o) = @_;
 	my $clients = $o{clients} // 4;
 	my $per = $o{per_client} // 200;
-	my $sessions = $o{sessions} or die "sessions required";
+	my $sessions = $o{sessions} // ($o{statements} ? [] : die "sessions required");
 	my $tag = $o{tag} // 'L';
 	my $dir = PostgreSQL::Test::Utils::tempdir();
 	my @handles;
 	my %sent;
+	my @sent_by;
 
 	for my $c (1 .. $clients)
 	{
@@ -110,17 +115,31 @@ sub start_load
 		open my $fh, '>', $script or die $!;
 		print $fh "SET fleetlm.synchronous_append = off;\n" if $o{async} && !$o{pipeline};
 		print $fh "\\set VERBOSITY verbose\n" if $o{verbose} && !$o{pipeline};
-		for my $i (1 .. $per)
+		my @stmts;
+		if ($o{statements})
 		{
-			my $s = $sessions->[ int(rand(@$sessions)) ];
-			my $user = $s;
-			$user =~ s/^.*-(\d+)$/u-$1/;
-			my $marker = "$tag-c$c-$i";
-			$sent{$marker} = $s;
-			print $fh "SELECT fleetlm.append('$s', '$user', 'text',"
-			  . " '{\"m\": \"$marker\", \"pad\": \"" . ('x' x ($o{pad} // 40)) . "\"}')"
-			  . " || ' $marker $s';\n";
+			@stmts = $o{statements}->($c);
 		}
+		else
+		{
+			for my $i (1 .. $per)
+			{
+				my $s = $sessions->[ int(rand(@$sessions)) ];
+				my $user = $s;
+				$user =~ s/^.*-(\d+)$/u-$1/;
+				my $marker = "$tag-c$c-$i";
+				push @stmts, [ "fleetlm.append('$s', '$user', 'text',"
+					  . " '{\"m\": \"$marker\", \"pad\": \"" . ('x' x ($o{pad} // 40)) . "\"}')",
+					$marker, $s ];
+			}
+		}
+		for my $st (@stmts)
+		{
+			my ($expr, $marker, $s) = @$st;
+			$sent{$marker} = $s;
+			print $fh "SELECT $expr || ' $marker $s';\n";
+		}
+		push @sent_by, scalar(@stmts);
 		close $fh;
 		my @cmd =
 		  $o{pipeline}
@@ -131,7 +150,7 @@ sub start_load
 		push @handles, $h;
 	}
 	return { handles => \@handles, dir => $dir, clients => $clients,
-		per_client => $per, sent => \%sent,
+		per_client => $per, sent_by => \@sent_by, sent => \%sent,
 		on_error_stop => ($o{pipeline} || ($o{on_error_stop} // 1)) ? 1 : 0 };
 }
 
@@ -278,7 +297,7 @@ sub check_client_errors
 			push @bad, "client $c: $m" unless grep { $m =~ $_ } @allowed;
 		}
 		my $ended_early = $load->{exit}[$i] != 0
-		  || ($stops && $load->{acked_by}[$i] < $load->{per_client});
+		  || ($stops && $load->{acked_by}[$i] < $load->{sent_by}[$i]);
 		next unless $ended_early;
 		push @early, $c;
 		push @silent, "client $c (exit status $load->{exit}[$i], $load->{acked_by}[$i] acknowledged)"
