@@ -107,14 +107,25 @@ sub start_load
 	my @handles;
 	my %sent;
 	my @sent_by;
+	my @line_marker;
 
 	for my $c (1 .. $clients)
 	{
 		my $script = "$dir/client$c.sql";
 		my $out = "$dir/client$c.out";
 		open my $fh, '>', $script or die $!;
-		print $fh "SET fleetlm.synchronous_append = off;\n" if $o{async} && !$o{pipeline};
-		print $fh "\\set VERBOSITY verbose\n" if $o{verbose} && !$o{pipeline};
+		my $line = 0;
+		if ($o{async} && !$o{pipeline})
+		{
+			print $fh "SET fleetlm.synchronous_append = off;\n";
+			$line++;
+		}
+		if ($o{verbose} && !$o{pipeline})
+		{
+			print $fh "\\set VERBOSITY verbose\n";
+			$line++;
+		}
+		my %at;
 		my @stmts;
 		if ($o{statements})
 		{
@@ -138,8 +149,10 @@ sub start_load
 			my ($expr, $marker, $s) = @$st;
 			$sent{$marker} = $s;
 			print $fh "SELECT $expr || ' $marker $s';\n";
+			$at{ ++$line } = $marker;
 		}
 		push @sent_by, scalar(@stmts);
+		push @line_marker, \%at;
 		close $fh;
 		my @cmd =
 		  $o{pipeline}
@@ -151,6 +164,7 @@ sub start_load
 	}
 	return { handles => \@handles, dir => $dir, clients => $clients,
 		per_client => $per, sent_by => \@sent_by, sent => \%sent,
+		line_marker => \@line_marker, pipeline => $o{pipeline},
 		on_error_stop => ($o{pipeline} || ($o{on_error_stop} // 1)) ? 1 : 0 };
 }
 
@@ -180,7 +194,8 @@ sub wait_acked
 # dies) and return [ acked list of [seq, marker, session] ], sent hash, and
 # [ each client's stderr ] (client 1 first).  The load handle keeps, per
 # client (index c - 1): {acked_by} the number of acknowledged appends,
-# {exit} the raw wait status ($?), {stderr} the stderr text.
+# {exit} the raw wait status ($?), {stderr} the stderr text; and {failed}:
+# marker => the ERROR a psql client got for that statement.
 sub finish_load
 {
 	my ($load, $timeout) = @_;
@@ -194,7 +209,7 @@ sub finish_load
 		} or do { $h->kill_kill; };
 		push @exit, $h->full_result(0);
 	}
-	my (@acked, @by, @stderr);
+	my (@acked, @by, @stderr, %failed);
 	for my $c (1 .. $load->{clients})
 	{
 		my $n = 0;
@@ -218,7 +233,18 @@ sub finish_load
 			close $fh;
 		}
 		push @stderr, $err;
+		# psql names the script line of each error: the statement
+		if (!$load->{pipeline})
+		{
+			for my $l (split /\n/, $err)
+			{
+				next unless $l =~ /^psql:.*?:(\d+): (ERROR:  .*)$/;
+				my $m = $load->{line_marker}[ $c - 1 ]{$1};
+				$failed{$m} = $2 if defined $m;
+			}
+		}
 	}
+	$load->{failed} = \%failed;
 	$load->{acked_by} = \@by;
 	$load->{exit} = \@exit;
 	$load->{stderr} = \@stderr;
