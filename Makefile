@@ -15,6 +15,7 @@ OBJS = \
 	src/spi_util.o \
 	src/walwriter.o \
 	src/applier.o \
+	src/recovery.o \
 	src/append.o \
 	src/read.o \
 	src/api.o \

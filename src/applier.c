@@ -3,11 +3,10 @@
  * applier.c
  *	  The "fleetlm applier" background worker.
  *
- * At every start it runs recovery: connect to fleetlm.database, read the
- * applied position from fleetlm.wal_state, read every valid record past it
- * from the WAL segments into the ring, end the log at the first invalid
- * record, and apply.  Then it sets READY and, every
- * fleetlm.flush_interval, moves the durable records into fleetlm.messages:
+ * At every start it connects to fleetlm.database and runs recovery
+ * (recovery.c: replay the WAL segments past fleetlm.wal_state's applied
+ * position, end the log, apply, set READY).  Then, every
+ * fleetlm.flush_interval, it moves the durable records into fleetlm.messages:
  * one transaction holds one multi-row INSERT (a saved plan over unnest() of
  * arrays) and the update of fleetlm.wal_state.applied_lsn, committed with
  * synchronous_commit = on.  The position is stored with the rows, so each
@@ -26,7 +25,6 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -49,6 +47,7 @@
 #include "applier.h"
 #include "fleetlm.h"
 #include "record.h"
+#include "recovery.h"
 #include "ring.h"
 #include "segment.h"
 #include "session.h"
@@ -85,20 +84,12 @@ static MemoryContext applier_context = NULL;
 static MemoryContext batch_context = NULL;
 
 static void applier_shutdown(int code, Datum arg);
-static bool applier_read_state(uint64 *applied, bool *have_id, uint64 *wal_id);
-static void applier_store_wal_id(uint64 wal_id);
-static void applier_recover(void);
-static uint64 applier_scan(SegmentReader *reader, uint64 start, uint64 *nrecords);
-static void applier_report_end(SegmentReader *reader, uint64 end, uint64 stop,
-							   const char *why);
-static void applier_apply_until(uint64 target);
 static uint64 applier_apply_batch(uint64 from, uint64 target, uint64 *nrows);
 static void applier_rows_add(ApplyRows *rows, FleetRecord *rec);
 static void applier_rows_flush(ApplyRows *rows);
 static void applier_delete_session(const char *session_id, int len);
 static HTAB *applier_find_tombstones(uint64 from, uint64 target);
 static void applier_publish(uint64 applied);
-static void applier_set_state(FleetState state);
 
 /*
  * Register the worker; called from _PG_init.
@@ -138,301 +129,16 @@ applier_shutdown(int code, Datum arg)
 	fleet_shared->applier_pid = 0;
 }
 
-static void
+/*
+ * Publish a new life-cycle state and wake whoever waits for it (backends in
+ * fleetlm_wait_ready, the WAL writer).  Used by recovery.
+ */
+void
 applier_set_state(FleetState state)
 {
 	pg_atomic_write_u32(&fleet_shared->state, (uint32) state);
 	ConditionVariableBroadcast(&fleet_shared->ready_cv);
 	walwriter_wake();
-}
-
-/*
- * Read fleetlm.wal_state.  Returns false if the extension does not exist
- * (yet) in fleetlm.database.
- */
-static bool
-applier_read_state(uint64 *applied, bool *have_id, uint64 *wal_id)
-{
-	bool		found = false;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (OidIsValid(get_extension_oid("fleetlm", true)))
-	{
-		int			ret;
-
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		ret = SPI_execute("SELECT applied_lsn, wal_id FROM fleetlm.wal_state", true, 0);
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("fleetlm.wal_state must hold exactly one row")));
-		else
-		{
-			bool		isnull;
-			Datum		d;
-
-			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			*applied = isnull ? 0 : (uint64) DatumGetInt64(d);
-			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-			*have_id = !isnull;
-			*wal_id = isnull ? 0 : (uint64) DatumGetInt64(d);
-			found = true;
-		}
-		SPI_finish();
-		PopActiveSnapshot();
-	}
-	CommitTransactionCommand();
-	return found;
-}
-
-static void
-applier_store_wal_id(uint64 wal_id)
-{
-	Datum		values[1];
-	Oid			types[1] = {INT8OID};
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	values[0] = Int64GetDatum((int64) wal_id);
-	if (SPI_execute_with_args("UPDATE fleetlm.wal_state SET wal_id = $1",
-							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not store the fleetlm WAL identity");
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-}
-
-/*
- * Log where and why the log ends (`end`, the end of the last complete
- * group; `stop`, the first invalid record).  If valid records follow the
- * invalid one (within the next 16 MB), the WAL is corrupt, not merely
- * torn: say so loudly and keep a copy of the segment before it is
- * truncated.
- */
-static void
-applier_report_end(SegmentReader *reader, uint64 end, uint64 stop, const char *why)
-{
-	uint64		seg = segment_start(end);
-	char		path[MAXPGPATH];
-	uint64		probe;
-	uint64		limit = stop + Min(fleet_shared->segment_size * 2, (uint64) 16 * 1024 * 1024);
-
-	segment_path(seg, path, sizeof(path));
-	for (probe = stop + 8; probe < limit; probe += 8)
-	{
-		FleetRecordHeader hdr;
-		char	   *rec;
-		bool		ok;
-
-		if (!segreader_read(reader, probe, (char *) &hdr, sizeof(hdr)))
-			break;
-		if (!record_header_sane(&hdr, probe))
-			continue;
-		rec = palloc(FLEET_REC_ALIGN(hdr.total_len));
-		ok = segreader_read(reader, probe, rec, hdr.total_len) && record_crc_ok(rec);
-		pfree(rec);
-		if (!ok)
-			continue;
-
-		ereport(WARNING,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("fleetlm WAL is corrupt in segment \"%s\" at offset %llu: %s",
-						path, (unsigned long long) (end - seg), why),
-				 errdetail("A valid record follows at position %llu; recovery ends the log at position %llu and discards every record after it.",
-						   (unsigned long long) probe, (unsigned long long) end)));
-		segment_preserve(seg);
-		if (segment_start(probe) != seg)
-			segment_preserve(segment_start(probe));
-		return;
-	}
-	ereport(LOG,
-			(errmsg("fleetlm recovery: log ends at position %llu (segment \"%s\", offset %llu): %s",
-					(unsigned long long) end, path,
-					(unsigned long long) (end - seg), why)));
-}
-
-/*
- * Read valid records from `start` into the ring, applying whenever the ring
- * fills.  Returns the end of the log: the end of the last complete group of
- * valid records.
- */
-static uint64
-applier_scan(SegmentReader *reader, uint64 start, uint64 *nrecords)
-{
-	uint64		ring_size = fleet_shared->ring_size;
-	uint64		pos = start;
-	uint64		boundary = start;
-	uint64		loaded = 0;
-	const char *why = NULL;
-	char		whybuf[128];
-
-	*nrecords = 0;
-	for (;;)
-	{
-		FleetRecordHeader hdr;
-		char	   *rec;
-		Size		alen;
-
-		CHECK_FOR_INTERRUPTS();
-		if (!segreader_read(reader, pos, (char *) &hdr, sizeof(hdr)))
-		{
-			why = "end of the segment files";
-			break;
-		}
-		if (hdr.total_len == 0 && hdr.lsn == 0)
-		{
-			why = "zeroed space";
-			break;
-		}
-		if (!record_header_sane(&hdr, pos))
-		{
-			if (hdr.lsn != pos && hdr.total_len >= sizeof(FleetRecordHeader))
-				snprintf(whybuf, sizeof(whybuf),
-						 "stale record of position %llu (bytes of a recycled segment)",
-						 (unsigned long long) hdr.lsn);
-			else
-				snprintf(whybuf, sizeof(whybuf),
-						 "invalid record header (length %u)", hdr.total_len);
-			why = whybuf;
-			break;
-		}
-		alen = FLEET_REC_ALIGN(hdr.total_len);
-		if (alen > ring_size)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("fleetlm WAL record at position %llu is %u bytes, larger than fleetlm.wal_buffers",
-							(unsigned long long) pos, hdr.total_len),
-					 errhint("Increase fleetlm.wal_buffers to at least %zu kB.",
-							 (size_t) (alen / 1024 + 1))));
-		rec = palloc0(alen);
-		if (!segreader_read(reader, pos, rec, hdr.total_len))
-		{
-			pfree(rec);
-			why = "record cut short by the end of the segment files";
-			break;
-		}
-		if (!record_crc_ok(rec))
-		{
-			pfree(rec);
-			why = "CRC mismatch";
-			break;
-		}
-
-		/* make room: apply complete groups read so far */
-		if (pos + alen - fleet_read_pos(&fleet_shared->applied) > ring_size)
-		{
-			applier_apply_until(boundary);
-			if (pos + alen - fleet_read_pos(&fleet_shared->applied) > ring_size)
-				ereport(ERROR,
-						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-						 errmsg("a group of fleetlm WAL records at position %llu does not fit fleetlm.wal_buffers",
-								(unsigned long long) boundary)));
-		}
-		ring_write(pos, rec, alen);
-		pfree(rec);
-		if (hdr.type == FLEET_REC_DELETE_SESSION)
-			fleet_count(&fleet_shared->tombstones, 1);
-		pos += alen;
-		loaded++;
-		fleet_write_pos(&fleet_shared->inserted, pos);
-		fleet_write_pos(&fleet_shared->written, pos);
-		if ((hdr.flags & FLEET_RECF_MORE) == 0)
-		{
-			boundary = pos;
-			*nrecords = loaded;
-			fleet_write_pos(&fleet_shared->durable, pos);
-		}
-	}
-	if (boundary != pos)
-	{
-		snprintf(whybuf, sizeof(whybuf),
-				 "incomplete group of records (%s after it)", why);
-		why = whybuf;
-	}
-	applier_report_end(reader, boundary, pos, why);
-	return boundary;
-}
-
-/*
- * Recovery, run at every start of the applier before READY.
- */
-static void
-applier_recover(void)
-{
-	uint64		applied = 0;
-	uint64		wal_id = 0;
-	bool		have_id = false;
-	bool		fresh;
-	bool		logged = false;
-	uint64		start;
-	uint64		end;
-	uint64		nrecords;
-	SegmentReader reader;
-	instr_time	t0,
-				t1;
-
-	applier_set_state(FLEET_STATE_STARTING);
-
-	/* wait for CREATE EXTENSION in fleetlm.database */
-	while (!applier_read_state(&applied, &have_id, &wal_id))
-	{
-		if (!logged)
-			ereport(LOG,
-					(errmsg("fleetlm applier: extension \"fleetlm\" is not installed in database \"%s\"; waiting",
-							fleetlm_database)));
-		logged = true;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, FLEETLM_WAIT_EVENT);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-	}
-
-	INSTR_TIME_SET_CURRENT(t0);
-	applier_set_state(FLEET_STATE_RECOVERING);
-
-	wal_id = segment_init_directory(have_id, wal_id, &fresh);
-	if (fresh)
-		applier_store_wal_id(wal_id);
-	fleet_shared->wal_id = wal_id;
-
-	start = Max(applied, FLEET_FIRST_LSN);
-	pg_atomic_write_u64(&fleet_shared->applied, start);
-	pg_atomic_write_u64(&fleet_shared->durable, start);
-	pg_atomic_write_u64(&fleet_shared->written, start);
-	pg_atomic_write_u64(&fleet_shared->inserted, start);
-
-	segreader_init(&reader);
-	end = applier_scan(&reader, start, &nrecords);
-	segreader_close(&reader);
-
-	segment_truncate_after(end);
-	fleet_write_pos(&fleet_shared->inserted, end);
-	fleet_write_pos(&fleet_shared->written, end);
-	fleet_write_pos(&fleet_shared->durable, end);
-	applier_apply_until(end);
-	segment_maintain(end, end);
-
-	INSTR_TIME_SET_CURRENT(t1);
-	INSTR_TIME_SUBTRACT(t1, t0);
-	pg_atomic_write_u64(&fleet_shared->recovery_records, nrecords);
-	pg_atomic_write_u64(&fleet_shared->recovery_usec, INSTR_TIME_GET_MICROSEC(t1));
-	pg_atomic_write_u64(&fleet_shared->recovery_end_lsn, end);
-	pg_atomic_write_u32(&fleet_shared->recovered_once, 1);
-
-	ereport(LOG,
-			(errmsg("fleetlm recovery complete: replayed %llu records from position %llu to %llu in %.1f ms",
-					(unsigned long long) nrecords, (unsigned long long) start,
-					(unsigned long long) end, INSTR_TIME_GET_MILLISEC(t1))));
-	applier_set_state(FLEET_STATE_READY);
 }
 
 static void
@@ -699,9 +405,10 @@ applier_publish(uint64 applied)
 
 /*
  * Apply everything in [applied, target), in as many batches as it takes.
- * Errors propagate to the caller.
+ * Errors propagate to the caller.  Also used by recovery, to make room in
+ * the ring while it replays.
  */
-static void
+void
 applier_apply_until(uint64 target)
 {
 	uint64		applied = fleet_read_pos(&fleet_shared->applied);
@@ -759,7 +466,7 @@ applier_main(Datum main_arg)
 	{
 		PG_TRY();
 		{
-			applier_recover();
+			recovery_run();
 		}
 		PG_CATCH();
 		{

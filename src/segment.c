@@ -2,14 +2,19 @@
  *
  * segment.c
  *	  fleetlm's WAL directory: control file, preallocated segments,
- *	  recycling, truncation after recovery and sequential reading.
+ *	  recycling, truncation after recovery, removal of temporary files left
+ *	  by a crash, and sequential reading.
  *
  * Segments are files of fleetlm.wal_segment_size bytes named by the log
  * position they start at (16 hex digits).  A segment is created under a
  * temporary name, zero-filled to full size, fsynced and renamed into place
  * with durable_rename(): writes into a preallocated file never extend it,
  * so fdatasync has no metadata to flush and a full disk shows up here, not
- * in the middle of a write.
+ * in the middle of a write.  A failure to make a segment rename durable is
+ * reported at data_sync_elevel(), as PostgreSQL reports fsync failures: by
+ * default a PANIC, since the file system's state is then unknown.  A crash
+ * between creating and renaming leaves the temporary file behind; recovery
+ * removes it at the next start (segment_remove_temp_files).
  *
  * See segment.h for which process touches the directory when.
  *
@@ -52,7 +57,7 @@ typedef struct FleetWalControl
 
 static void segment_write_control(uint64 wal_id);
 static bool segment_read_control(FleetWalControl *ctl);
-static int	segment_list(uint64 **starts);
+static int	segment_cmp(const void *a, const void *b);
 static void segment_remove_all(void);
 static bool segment_exists(uint64 seg_start);
 static bool segment_zero_fill(int fd, off_t from, off_t to, int *err);
@@ -85,6 +90,72 @@ static void
 segment_fsync_dir(void)
 {
 	fsync_fname(fleetlm_wal_directory, true);
+}
+
+/*
+ * Size of segment seg_start's file in *size; false if there is no such
+ * file.  Recovery uses it to tell a missing or short segment (a hole in
+ * the log) from a full one.
+ */
+bool
+segment_file_size(uint64 seg_start, off_t *size)
+{
+	char		path[MAXPGPATH];
+	struct stat st;
+
+	segment_path(seg_start, path, sizeof(path));
+	if (lstat(path, &st) != 0)
+	{
+		if (errno == ENOENT)
+			return false;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat file \"%s\": %m", path)));
+	}
+	*size = st.st_size;
+	return true;
+}
+
+/*
+ * Remove the temporary files a crash can leave behind: a segment being
+ * preallocated (segment.tmp.<pid>) and a control file being written
+ * (CONTROL.tmp).  Nothing else would ever remove them, and each leftover
+ * segment.tmp holds a whole segment's worth of disk.  Called by recovery,
+ * before READY, when no other process creates either kind of file.
+ */
+void
+segment_remove_temp_files(void)
+{
+	DIR		   *dir;
+	struct dirent *de;
+	bool		removed = false;
+
+	dir = AllocateDir(fleetlm_wal_directory);
+	while ((de = ReadDir(dir, fleetlm_wal_directory)) != NULL)
+	{
+		char		path[MAXPGPATH];
+
+		if (strncmp(de->d_name, FLEET_SEGMENT_TMP_PREFIX,
+					strlen(FLEET_SEGMENT_TMP_PREFIX)) != 0 &&
+			strcmp(de->d_name, FLEET_CONTROL_FILE ".tmp") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", fleetlm_wal_directory, de->d_name);
+		if (unlink(path) != 0)
+		{
+			if (errno != ENOENT)
+				ereport(LOG,
+						(errcode_for_file_access(),
+						 errmsg("could not remove file \"%s\": %m", path)));
+			continue;
+		}
+		ereport(LOG,
+				(errmsg("fleetlm: removed temporary file \"%s\" left behind by a crash",
+						path)));
+		removed = true;
+	}
+	FreeDir(dir);
+	if (removed)
+		segment_fsync_dir();
 }
 
 /*
@@ -178,12 +249,22 @@ segment_read_control(FleetWalControl *ctl)
 	return true;
 }
 
+/* qsort comparator of segment start positions */
+static int
+segment_cmp(const void *a, const void *b)
+{
+	uint64		x = *(const uint64 *) a;
+	uint64		y = *(const uint64 *) b;
+
+	return (x > y) - (x < y);
+}
+
 /*
  * Sorted start positions of the segment files in the directory; returns
- * their count.  Other names (the control file, temporary files, preserved
- * corrupt segments) are ignored.
+ * their count, and the array (palloc'd) in *starts.  Other names (the
+ * control file, temporary files, preserved corrupt segments) are ignored.
  */
-static int
+int
 segment_list(uint64 **starts)
 {
 	DIR		   *dir;
@@ -211,19 +292,7 @@ segment_list(uint64 **starts)
 	}
 	FreeDir(dir);
 
-	/* insertion sort: the directory holds a handful of segments */
-	for (int i = 1; i < n; i++)
-	{
-		uint64		v = arr[i];
-		int			j = i - 1;
-
-		while (j >= 0 && arr[j] > v)
-		{
-			arr[j + 1] = arr[j];
-			j--;
-		}
-		arr[j + 1] = v;
-	}
+	qsort(arr, n, sizeof(uint64), segment_cmp);
 	*starts = arr;
 	return n;
 }
@@ -432,7 +501,8 @@ segment_prepare(uint64 seg_start, int elevel, int *err)
 		return true;
 
 	segment_path(seg_start, path, sizeof(path));
-	snprintf(tmppath, sizeof(tmppath), "%s/segment.tmp.%d", fleetlm_wal_directory, MyProcPid);
+	snprintf(tmppath, sizeof(tmppath), "%s/%s%d", fleetlm_wal_directory,
+			 FLEET_SEGMENT_TMP_PREFIX, MyProcPid);
 	unlink(tmppath);
 	fd = BasicOpenFilePerm(tmppath, O_RDWR | O_CREAT | O_EXCL | PG_BINARY,
 						   S_IRUSR | S_IWUSR);
@@ -462,7 +532,7 @@ segment_prepare(uint64 seg_start, int elevel, int *err)
 	LWLockAcquire(fleet_shared->segment_lock, LW_EXCLUSIVE);
 	if (segment_exists(seg_start))
 		unlink(tmppath);
-	else if (durable_rename(tmppath, path, elevel) != 0)
+	else if (durable_rename(tmppath, path, data_sync_elevel(elevel)) != 0)
 	{
 		*err = errno;
 		LWLockRelease(fleet_shared->segment_lock);
@@ -508,7 +578,7 @@ segment_maintain(uint64 applied, uint64 written)
 			segment_path(want, newpath, sizeof(newpath));
 			LWLockAcquire(fleet_shared->segment_lock, LW_EXCLUSIVE);
 			if (!segment_exists(want))
-				(void) durable_rename(path, newpath, LOG);
+				(void) durable_rename(path, newpath, data_sync_elevel(LOG));
 			LWLockRelease(fleet_shared->segment_lock);
 			next_old++;
 		}

@@ -13,7 +13,9 @@
  * install (rename into place) and removal happens under
  * FleetShared->segment_lock, after checking that the target is still
  * missing (install) or wholly below `applied` (removal, recycling), so the
- * two never replace a file the other uses.
+ * two never replace a file the other uses.  Recovery alone removes
+ * temporary files (FLEET_SEGMENT_TMP_PREFIX, CONTROL.tmp), before READY,
+ * when nobody can be creating one.
  *
  * src/segment.h
  *
@@ -24,6 +26,8 @@
 
 #define FLEET_SEGMENT_NAME_LEN	16
 #define FLEET_CONTROL_FILE		"CONTROL"
+/* a segment being preallocated: FLEET_SEGMENT_TMP_PREFIX<pid> */
+#define FLEET_SEGMENT_TMP_PREFIX	"segment.tmp."
 
 /* Sequential reader of the log on disk, for recovery */
 typedef struct SegmentReader
@@ -40,6 +44,9 @@ extern uint64 segment_start(uint64 lsn);
 extern void segment_path(uint64 seg_start, char *path, Size size);
 extern uint64 segment_init_directory(bool have_id, uint64 expected_id,
 									 bool *fresh);
+extern int	segment_list(uint64 **starts);
+extern bool segment_file_size(uint64 seg_start, off_t *size);
+extern void segment_remove_temp_files(void);
 extern int	segment_open(uint64 seg_start, int *err);
 extern bool segment_prepare(uint64 seg_start, int elevel, int *err);
 extern void segment_maintain(uint64 applied, uint64 written);
