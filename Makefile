@@ -14,6 +14,8 @@ OBJS = \
 	src/session.o \
 	src/spi_util.o \
 	src/walwriter.o \
+	src/longpoll.o \
+	src/applywait.o \
 	src/applier.o \
 	src/recovery.o \
 	src/append.o \

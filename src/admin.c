@@ -17,6 +17,7 @@
 #include "utils/builtins.h"
 
 #include "applier.h"
+#include "applywait.h"
 #include "fleetlm.h"
 #include "session.h"
 #include "shmem.h"
@@ -40,7 +41,7 @@ fleetlm_flush(PG_FUNCTION_ARGS)
 
 	fleetlm_wait_ready();
 	target = fleet_read_pos(&fleet_shared->inserted);
-	fleetlm_wait_applied(target);
+	applywait_applied(target, "fleetlm.flush()");
 	PG_RETURN_VOID();
 }
 

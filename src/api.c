@@ -11,11 +11,11 @@
  * read could hide messages from both, so such reads retry when
  * eviction_count moved (see session.h).
  *
- * wait_for_messages sleeps on new_message_cv, which the WAL writer
- * broadcasts after every fdatasync, so a waiter wakes with the append that
- * it waits for, not on the applier's cycle.  Each wake-up costs a look at
- * the session table only; the tables are read when that says there is
- * something new.
+ * wait_for_messages registers as a long-poller of its session
+ * (longpoll.c) and sleeps on its latch; the flush round that makes a
+ * record of that session durable wakes it, and no round of another
+ * session does.  A wake-up costs a look at the session table; the tables
+ * are read only when that says there is something new.
  *
  * src/api.c
  *
@@ -28,7 +28,9 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "common/int.h"
 #include "miscadmin.h"
+#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/jsonb.h"
@@ -37,6 +39,7 @@
 
 #include "append.h"
 #include "fleetlm.h"
+#include "longpoll.h"
 #include "read.h"
 #include "session.h"
 #include "shmem.h"
@@ -232,7 +235,11 @@ api_session_rows(SessionQuery q, Datum *args, char *nulls, SessionRow **out)
 		*out = rows;
 		return n;
 	}
-	elog(ERROR, "fleetlm: could not read a consistent view of the sessions");
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("fleetlm could not read a consistent view of the sessions after %d attempts",
+					API_RETRIES),
+			 errhint("The applier moved messages during every attempt; retry.")));
 	return 0;					/* keep compiler quiet */
 }
 
@@ -530,9 +537,14 @@ fleetlm_wait_for_messages(PG_FUNCTION_ARGS)
 	read_check_range(after_seq, max_count);
 
 	/* months and days as 30 and 24 hours, as interval comparison does */
-	timeout_us = timeout->time +
-		((int64) timeout->month * DAYS_PER_MONTH + timeout->day) * USECS_PER_DAY;
-	if (timeout_us < 0 || timeout->month < 0 || timeout->day < 0)
+	if (timeout->month < 0 || timeout->day < 0 || timeout->time < 0 ||
+		timeout->month > 1 || timeout->day > 31 ||
+		timeout->time > API_MAX_WAIT_MS * 1000)
+		timeout_us = (timeout->month < 0 || timeout->day < 0 || timeout->time < 0) ? -1 : PG_INT64_MAX;
+	else
+		timeout_us = timeout->time +
+			((int64) timeout->month * DAYS_PER_MONTH + timeout->day) * USECS_PER_DAY;
+	if (timeout_us < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must not be negative: %s",
@@ -550,54 +562,65 @@ fleetlm_wait_for_messages(PG_FUNCTION_ARGS)
 	hashcode = session_hash_code(session_id);
 	plock = session_partition_lock(hashcode);
 
-	for (;;)
+	/* from here on the round that makes a record of ours durable wakes us */
+	longpoll_register(hashcode);
+	PG_TRY();
 	{
-		uint64		evictions = pg_atomic_read_u64(&fleet_shared->eviction_count);
-
-		pg_memory_barrier();
-		if (read_messages(session_id, after_seq, max_count,
-						  rsinfo->setResult, rsinfo->setDesc) > 0)
-			break;
-
-		/* sleep until the session table says there is something new */
-		ConditionVariablePrepareToSleep(&fleet_shared->new_message_cv);
 		for (;;)
 		{
-			FleetSession *entry;
-			int64		last = -1;
-			bool		deleted = false;
-			long		left;
+			uint64		evictions = pg_atomic_read_u64(&fleet_shared->eviction_count);
 
-			LWLockAcquire(plock, LW_SHARED);
-			entry = session_find_live(session_id, hashcode);
-			if (entry != NULL)
-			{
-				deleted = entry->deleted;
-				if (!deleted)
-					last = session_durable_last_seq(entry,
-													fleet_read_pos(&fleet_shared->durable),
-													fleet_read_pos(&fleet_shared->applied));
-			}
-			LWLockRelease(plock);
-
-			if (deleted)
-				break;			/* read_messages reports it */
-			if (last > after_seq)
+			pg_memory_barrier();
+			if (read_messages(session_id, after_seq, max_count,
+							  rsinfo->setResult, rsinfo->setDesc) > 0)
 				break;
-			if (entry == NULL &&
-				pg_atomic_read_u64(&fleet_shared->eviction_count) != evictions)
-				break;			/* the tables may know more now */
 
-			left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-			if (left <= 0)
+			/* sleep until the session table says there is something new */
+			for (;;)
 			{
-				ConditionVariableCancelSleep();
-				return (Datum) 0;
+				FleetSession *entry;
+				int64		last = -1;
+				bool		deleted = false;
+				long		left;
+
+				LWLockAcquire(plock, LW_SHARED);
+				entry = session_find_live(session_id, hashcode);
+				if (entry != NULL)
+				{
+					deleted = entry->deleted;
+					if (!deleted)
+						last = session_durable_last_seq(entry,
+														fleet_read_pos(&fleet_shared->durable),
+														fleet_read_pos(&fleet_shared->applied));
+				}
+				LWLockRelease(plock);
+
+				if (deleted)
+					break;		/* read_messages reports it */
+				if (last > after_seq)
+					break;
+				if (entry == NULL &&
+					pg_atomic_read_u64(&fleet_shared->eviction_count) != evictions)
+					break;		/* the tables may know more now */
+
+				left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+				if (left <= 0)
+					goto timed_out;
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 left, FLEETLM_WAIT_EVENT);
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
 			}
-			(void) ConditionVariableTimedSleep(&fleet_shared->new_message_cv,
-											   left, FLEETLM_WAIT_EVENT);
 		}
-		ConditionVariableCancelSleep();
+timed_out:
+		;
 	}
+	PG_CATCH();
+	{
+		longpoll_unregister();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	longpoll_unregister();
 	return (Datum) 0;
 }

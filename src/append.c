@@ -36,6 +36,7 @@
 
 #include "append.h"
 #include "applier.h"
+#include "applywait.h"
 #include "fleetlm.h"
 #include "record.h"
 #include "pipeline.h"
@@ -76,7 +77,6 @@ static void append_write(AppendWrite *w);
 static int64 append_key_in_table(const char *session_id, const char *key);
 static int	append_key_in_ring(FleetSession *entry, const char *key,
 							   uint64 applied0, int64 *seq, uint64 *end);
-static void append_wait_space(Size len);
 static void append_wait_durable(uint64 end, const char *session_id, int64 seq);
 static void append_finish(AppendWrite *w);
 static void append_make_ulid(char *out);
@@ -205,7 +205,7 @@ append_wait_deletion(const char *session_id)
 		tombstone = entry->last_lsn;
 	LWLockRelease(plock);
 	if (tombstone != 0)
-		fleetlm_wait_applied(tombstone + 1);
+		applywait_applied(tombstone + 1, "the deletion of a session with this id");
 }
 
 /*
@@ -285,27 +285,6 @@ append_check_writer(void)
 				 errdetail("No message was appended."),
 				 errhint("Free space in the fleetlm WAL directory; appends resume by themselves.")));
 	}
-}
-
-/*
- * Sleep until the ring might have room for len more bytes.
- */
-static void
-append_wait_space(Size len)
-{
-	pg_atomic_fetch_add_u64(&fleet_shared->space_waits, 1);
-	ConditionVariablePrepareToSleep(&fleet_shared->space_cv);
-	for (;;)
-	{
-		uint64		inserted = fleet_read_pos(&fleet_shared->inserted);
-		uint64		applied = fleet_read_pos(&fleet_shared->applied);
-
-		if (inserted + len - applied <= fleet_shared->ring_size)
-			break;
-		applier_wake();
-		ConditionVariableSleep(&fleet_shared->space_cv, FLEETLM_WAIT_EVENT);
-	}
-	ConditionVariableCancelSleep();
 }
 
 /*
@@ -500,7 +479,7 @@ append_write(AppendWrite *w)
 		{
 			LWLockRelease(fleet_shared->insert_lock);
 			LWLockRelease(plock);
-			append_wait_space(total);
+			applywait_space(total);
 			continue;
 		}
 
@@ -543,9 +522,10 @@ append_write(AppendWrite *w)
 }
 
 /*
- * Sleep until the writer has made [.., end) durable.  A cancel or
- * termination while waiting says, as synchronous replication does, that
- * the message may still become durable, then lets the error through.
+ * Sleep until the log is durable up to `end`.  A cancel or termination
+ * while waiting says, as synchronous replication does, that the message
+ * may still become durable, then lets the error through; results that a
+ * pipeline held back for this wait are dropped (pipeline_abandon).
  */
 static void
 append_wait_durable(uint64 end, const char *session_id, int64 seq)
@@ -559,10 +539,12 @@ append_wait_durable(uint64 end, const char *session_id, int64 seq)
 	}
 	PG_CATCH();
 	{
+		pipeline_abandon();
 		/* nobody may be flushing for us now: let the writer do it */
 		walwriter_wake();
 		ereport(WARNING,
-				(errmsg("canceled the wait for durability of message " INT64_FORMAT " of fleetlm session \"%s\"",
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("canceled the wait for durability of message " INT64_FORMAT " of fleetlm session \"%s\"",
 						seq, session_id),
 				 errdetail("The message was appended and may still become durable.")));
 		PG_RE_THROW();
@@ -614,12 +596,7 @@ append_finish(AppendWrite *w)
 void
 fleet_read_own_writes(void)
 {
-	uint64		owed = pipeline_owed_position();
-
-	if (owed == 0)
-		return;
-	(void) walwriter_flush_for(owed, false);
-	pipeline_done(owed);
+	pipeline_settle();
 }
 
 /*

@@ -56,6 +56,7 @@
 #include "walwriter.h"
 
 #define APPLIER_MAX_BACKOFF_MS	10000
+#define APPLIER_MAX_LOCK_BACKOFF_MS	1000
 #define APPLIER_EVICT_EVERY_MS	1000
 #define APPLIER_NCOLS			9
 
@@ -81,6 +82,9 @@ static const Oid apply_col_types[APPLIER_NCOLS] = {
 };
 
 static MemoryContext applier_context = NULL;
+
+/* table statistics of committed batches not yet reported */
+static bool applier_stats_pending = false;
 static MemoryContext batch_context = NULL;
 
 static void applier_shutdown(int code, Datum arg);
@@ -90,6 +94,8 @@ static void applier_rows_flush(ApplyRows *rows);
 static void applier_delete_session(const char *session_id, int len);
 static HTAB *applier_find_tombstones(uint64 from, uint64 target);
 static void applier_publish(uint64 applied);
+static void applier_set_options(void);
+static void applier_report_error(ErrorData *edata, int backoff_ms);
 
 /*
  * Register the worker; called from _PG_init.
@@ -382,6 +388,13 @@ applier_apply_batch(uint64 from, uint64 target, uint64 *nrows)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	/*
+	 * As worker_spi does: autovacuum and autoanalyze must see our rows.  At
+	 * most once a second here; what is left pending is forced out before
+	 * the next sleep (applier_main).
+	 */
+	if (pgstat_report_stat(false) != 0)
+		applier_stats_pending = true;
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextReset(batch_context);
 	if (ntombstones > 0)
@@ -433,6 +446,60 @@ applier_apply_until(uint64 target)
 }
 
 /*
+ * The applier's own settings, whatever the database or role defaults say:
+ * durable commits, a bounded lock wait (so that a lock holder cannot stall
+ * it unseen, see applywait.c), no statement or idle timeouts, writable
+ * transactions, read committed, and no JIT for its large array inserts.
+ */
+static void
+applier_set_options(void)
+{
+	char		buf[32];
+
+	SetConfigOption("application_name", "fleetlm applier", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_deferrable", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("session_replication_role", "origin", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	snprintf(buf, sizeof(buf), "%d", fleetlm_applier_lock_timeout_ms);
+	SetConfigOption("lock_timeout", buf, PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
+ * Log a failed batch with everything the error says: SQLSTATE, detail,
+ * hint, the table and constraint involved, and when we retry.
+ */
+static void
+applier_report_error(ErrorData *edata, int backoff_ms)
+{
+	StringInfoData detail;
+
+	initStringInfo(&detail);
+	appendStringInfo(&detail, "SQLSTATE %s.", unpack_sql_state(edata->sqlerrcode));
+	if (edata->detail)
+		appendStringInfo(&detail, " %s", edata->detail);
+	if (edata->schema_name && edata->table_name)
+		appendStringInfo(&detail, " Table \"%s.%s\".", edata->schema_name, edata->table_name);
+	if (edata->constraint_name)
+		appendStringInfo(&detail, " Constraint \"%s\".", edata->constraint_name);
+	if (edata->context)
+		appendStringInfo(&detail, " Context: %s.", edata->context);
+	appendStringInfo(&detail, " The batch was rolled back; its messages stay in the WAL and the ring; retrying in %d ms.",
+					 backoff_ms);
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("fleetlm applier could not apply messages: %s", edata->message),
+			 errdetail_internal("%s", detail.data),
+			 edata->hint ? errhint("%s", edata->hint) : 0));
+	pfree(detail.data);
+}
+
+/*
  * Main loop of the applier.
  */
 void
@@ -452,8 +519,7 @@ applier_main(Datum main_arg)
 	before_shmem_exit(applier_shutdown, (Datum) 0);
 
 	BackgroundWorkerInitializeConnection(fleetlm_database, NULL, 0);
-	SetConfigOption("application_name", "fleetlm applier", PGC_USERSET, PGC_S_OVERRIDE);
-	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	applier_set_options();
 	pgstat_report_appname("fleetlm applier");
 
 	applier_context = AllocSetContextCreate(TopMemoryContext, "fleetlm applier",
@@ -494,9 +560,9 @@ applier_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			applier_set_options();
 		}
 
-		pg_atomic_write_u32(&fleet_shared->flush_requested, 0);
 		durable = fleet_read_pos(&fleet_shared->durable);
 		applied = fleet_read_pos(&fleet_shared->applied);
 
@@ -527,11 +593,10 @@ applier_main(Datum main_arg)
 				pgstat_report_activity(STATE_IDLE, NULL);
 				pg_atomic_fetch_add_u64(&fleet_shared->applier_errors, 1);
 				backoff_ms = backoff_ms == 0 ? 100 : Min(backoff_ms * 2, APPLIER_MAX_BACKOFF_MS);
-				ereport(WARNING,
-						(errcode(edata->sqlerrcode),
-						 errmsg("fleetlm applier could not apply messages: %s", edata->message),
-						 errdetail("The messages stay in the WAL and the ring; retrying in %d ms.",
-								   backoff_ms)));
+				/* a lock holder may be waiting for us to give up: come back soon */
+				if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+					backoff_ms = Min(backoff_ms, APPLIER_MAX_LOCK_BACKOFF_MS);
+				applier_report_error(edata, backoff_ms);
 				FreeErrorData(edata);
 			}
 			PG_END_TRY();
@@ -568,6 +633,12 @@ applier_main(Datum main_arg)
 		 * fills, which is exactly when retrying in a tight loop would hurt.
 		 */
 		timeout = backoff_ms > 0 ? backoff_ms : fleetlm_flush_interval_ms;
+		if (applier_stats_pending)
+		{
+			/* outside a transaction the rate limit would never see time pass */
+			pgstat_report_stat(true);
+			applier_stats_pending = false;
+		}
 		{
 			TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout);
 

@@ -3,10 +3,11 @@
  * fleetlm.c
  *	  Module entry point: GUCs, shared memory hooks, background workers.
  *
- * fleetlm is a durable conversation store for LLM agents.  Appends are
- * fsynced to fleetlm's own WAL by the "fleetlm wal writer" worker (group
- * commit) before they return; the "fleetlm applier" worker moves them into
- * ordinary tables every fleetlm.flush_interval.  See DESIGN.md.
+ * fleetlm is a durable conversation store for LLM agents.  An append
+ * returns once its record is fdatasynced to fleetlm's own WAL, in a group
+ * commit led by a waiting backend or by the "fleetlm wal writer" worker;
+ * the "fleetlm applier" worker moves durable records into ordinary tables
+ * every fleetlm.flush_interval.  src/README describes the architecture.
  *
  * src/fleetlm.c
  *
@@ -35,6 +36,7 @@ int			fleetlm_max_active_sessions = 16384;
 int			fleetlm_max_message_size_kb = 1024;
 int			fleetlm_flush_interval_ms = 300;
 int			fleetlm_flush_batch_size = 10000;
+int			fleetlm_applier_lock_timeout_ms = 1000;
 bool		fleetlm_synchronous_append = true;
 int			fleetlm_startup_timeout_ms = 30000;
 bool		fleetlm_allow_wal_symlink = false;
@@ -90,6 +92,17 @@ fleetlm_define_gucs(bool preloading)
 							1000000,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.applier_lock_timeout",
+							"Longest the applier waits for a lock before it rolls its batch back and retries.",
+							"Keeps a transaction that holds a lock on fleetlm's tables from stalling the applier unseen.",
+							&fleetlm_applier_lock_timeout_ms,
+							1000,
+							10,
+							600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	if (!preloading)

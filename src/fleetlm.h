@@ -29,6 +29,7 @@ extern int	fleetlm_max_active_sessions;
 extern int	fleetlm_max_message_size_kb;
 extern int	fleetlm_flush_interval_ms;
 extern int	fleetlm_flush_batch_size;
+extern int	fleetlm_applier_lock_timeout_ms;
 extern bool fleetlm_synchronous_append;
 extern int	fleetlm_startup_timeout_ms;
 extern bool fleetlm_allow_wal_symlink;

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * pipeline.c
- *	  One durability wait for a pipeline of appends.
+ *	  One durability wait for a pipeline of appends, and the rule that no
+ *	  seq escapes before its message is durable.
  *
  * A client that pipelines (libpq pipeline mode, pgbench \startpipeline,
  * most drivers' batch APIs) sends several appends before it reads any
@@ -9,28 +10,43 @@
  * fsync inside every append would give the pipeline one fsync round per
  * message.  Instead, when an append finds the client's next protocol
  * message already received and it continues the pipeline (Parse, Bind,
- * Describe, Execute, Close), the append does not wait: it leaves its
- * durability wait to the first point where output could reach the client.
+ * Describe, Execute, Close), the append does not wait: it *owes* the wait
+ * (pipeline_defer), and the first point where its seq could outlive a
+ * crash settles it.  The last append of a pipeline, followed by Sync,
+ * waits as usual, which makes all the deferred ones durable too
+ * (durability is a prefix of the log).
  *
- * The guarantee stays the same: the client never receives the result of
- * an append before its message is durable.  To keep it, this module wraps
- * PqCommMethods, through which every message and every flush of the
- * connection goes:
- *	- when the first append of a run defers, the send buffer is flushed
- *	  (it holds only results that are safe to send), so from then on every
- *	  byte in it is counted;
- *	- before a flush, and before a message that could fill the send buffer
- *	  (and so flush it), the backend waits until the deferred appends are
- *	  durable.
- * The last append of a pipeline, followed by Sync, waits as usual, which
- * makes all the deferred ones durable too (durability is a prefix of the
- * log).  Functions that read a session first wait for this backend's
- * deferred appends, so a pipeline reads its own writes.
+ * Contract: a seq that is not durable reaches nothing that outlives a
+ * crash.  Two ways out exist, and both are closed:
+ *	- Output to the client.  This module wraps PqCommMethods, through which
+ *	  every protocol message and flush goes.  While a wait is owed, every
+ *	  message is held back in a private buffer (pipeline_held), in order;
+ *	  before the connection is flushed, or when the held bytes grow large,
+ *	  the backend waits for durability and then passes them on.  Nothing
+ *	  that follows a deferred result can overtake it.
+ *	- A commit.  A transaction callback settles the owed wait at pre-commit
+ *	  and pre-prepare (pipeline_xact_callback), with an ordinary
+ *	  interruptible wait: an INSERT that stored a deferred seq, a NOTIFY
+ *	  that carries it, a table written by PL/pgSQL from it, commit only
+ *	  once the message is durable.  A cancel there aborts the transaction.
+ * What escapes outside a transaction's commit is not covered: a seq sent
+ * to another server inside the pipeline (dblink, postgres_fdw with its own
+ * commit), or written to a file or program (COPY ... TO, lo_export) before
+ * the commit.  Do not pipeline such statements behind appends.
  *
- * The wait inside the wrapper cannot raise an error (it runs while
- * messages, errors included, are sent), so it holds interrupts; a backend
- * asked to terminate while waiting drops its output instead of sending
- * results that are not durable.
+ * Waits and errors.  Functions that read a session, and appends that do
+ * not defer, wait for what is owed with an interruptible wait; if it is
+ * cancelled, the held-back results are discarded (they may not be sent:
+ * not durable) and the error goes out instead, with the same WARNING as a
+ * cancelled append (pipeline_abandon).  The wait inside the communication
+ * layer must not raise errors (it runs while messages, errors included,
+ * are sent): it never services interrupts.  If a cancel or
+ * statement_timeout arrives while it waits, the held-back output cannot be
+ * delivered and the client would hang without it, so the connection is
+ * closed with a FATAL error saying why; on termination (any FATAL error,
+ * seen through emit_log_hook before its message is sent), or when the
+ * process is exiting or quitting (SIGQUIT, crash of another backend), the
+ * held-back output is dropped without any wait or I/O.
  *
  * src/pipeline.c
  *
@@ -38,17 +54,23 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+
+#include "access/xact.h"
+#include "lib/stringinfo.h"
 #include "libpq/libpq.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "tcop/tcopprot.h"
+#include "utils/memutils.h"
 
 #include "fleetlm.h"
 #include "pipeline.h"
 #include "shmem.h"
 #include "walwriter.h"
 
-/* bytes we let into the send buffer (8 kB at least) while waits are owed */
-#define PIPELINE_MAX_BUFFERED	4096
+/* held-back output that makes the communication layer wait, in bytes */
+#define PIPELINE_MAX_HELD	(256 * 1024)
 
 static const PQcommMethods *pipeline_orig = NULL;
 static PQcommMethods pipeline_methods;
@@ -56,10 +78,22 @@ static PQcommMethods pipeline_methods;
 /* log position our deferred results need durable; 0: none owed */
 static uint64 pipeline_owed = 0;
 
-/* bytes put into the send buffer since the owed wait began */
-static size_t pipeline_buffered = 0;
+/* protocol messages held back while a wait is owed: type, length, bytes */
+static StringInfoData pipeline_held;
 
-static bool pipeline_settle(void);
+/* SIGQUIT arrived: never wait, never send what is held */
+static volatile sig_atomic_t pipeline_quitting = false;
+static pqsigfunc pipeline_prev_sigquit = NULL;
+
+static emit_log_hook_type pipeline_prev_emit_log_hook = NULL;
+
+static void pipeline_install(void);
+static void pipeline_sigquit(SIGNAL_ARGS);
+static void pipeline_emit_log(ErrorData *edata);
+static void pipeline_xact_callback(XactEvent event, void *arg);
+static bool pipeline_settle_nothrow(void);
+static void pipeline_release(void);
+static void pipeline_hold(char msgtype, const char *s, size_t len);
 static void pipeline_comm_reset(void);
 static int	pipeline_flush(void);
 static int	pipeline_flush_if_writable(void);
@@ -68,28 +102,190 @@ static int	pipeline_putmessage(char msgtype, const char *s, size_t len);
 static void pipeline_putmessage_noblock(char msgtype, const char *s, size_t len);
 
 /*
- * Wait, without raising errors, until what we owe is durable.  Returns
- * false if the backend is terminating first: its output must then not be
- * sent.
+ * Wrap the communication methods, and hook commit and SIGQUIT; once per
+ * process, at its first deferred append.
  */
-static bool
+static void
+pipeline_install(void)
+{
+	MemoryContext old;
+	pqsigfunc	prev;
+
+	if (pipeline_orig != NULL)
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	initStringInfo(&pipeline_held);
+	MemoryContextSwitchTo(old);
+
+	RegisterXactCallback(pipeline_xact_callback, NULL);
+	pipeline_prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = pipeline_emit_log;
+	prev = pqsignal(SIGQUIT, pipeline_sigquit);
+	if (prev != SIG_IGN && prev != SIG_DFL && prev != SIG_ERR)
+		pipeline_prev_sigquit = prev;
+
+	pipeline_orig = PqCommMethods;
+	pipeline_methods.comm_reset = pipeline_comm_reset;
+	pipeline_methods.flush = pipeline_flush;
+	pipeline_methods.flush_if_writable = pipeline_flush_if_writable;
+	pipeline_methods.is_send_pending = pipeline_is_send_pending;
+	pipeline_methods.putmessage = pipeline_putmessage;
+	pipeline_methods.putmessage_noblock = pipeline_putmessage_noblock;
+	PqCommMethods = &pipeline_methods;
+}
+
+/*
+ * SIGQUIT (immediate shutdown, crash of another backend): remember it, so
+ * that the quit handler's message to the client neither waits nor carries
+ * held-back results, then run the backend's own handler.
+ */
+static void
+pipeline_sigquit(SIGNAL_ARGS)
+{
+	pipeline_quitting = true;
+	if (pipeline_prev_sigquit != NULL)
+		pipeline_prev_sigquit(postgres_signal_arg);
+	else
+		proc_exit(2);
+}
+
+/*
+ * A FATAL error is about to be sent (termination, for one): the process
+ * ends without waiting for anything, so the held-back results can never be
+ * sent; drop them now, before the error message goes out behind them.
+ * (Called by EmitErrorReport for every message logged on the server.)
+ */
+static void
+pipeline_emit_log(ErrorData *edata)
+{
+	if (edata->elevel >= FATAL)
+		pipeline_abandon();
+	if (pipeline_prev_emit_log_hook)
+		pipeline_prev_emit_log_hook(edata);
+}
+
+/*
+ * Pre-commit and pre-prepare: a transaction that may carry a deferred seq
+ * commits only once that seq's message is durable.
+ */
+static void
+pipeline_xact_callback(XactEvent event, void *arg)
+{
+	if (pipeline_owed == 0)
+		return;
+	if (event == XACT_EVENT_PRE_COMMIT ||
+		event == XACT_EVENT_PARALLEL_PRE_COMMIT ||
+		event == XACT_EVENT_PRE_PREPARE)
+		pipeline_settle();
+}
+
+/*
+ * Forget the owed wait and the output held back for it: it will not be
+ * sent.  For an error that escapes an interruptible wait.
+ */
+void
+pipeline_abandon(void)
+{
+	if (pipeline_owed == 0 && (pipeline_orig == NULL || pipeline_held.len == 0))
+		return;
+	pipeline_owed = 0;
+	if (pipeline_orig != NULL)
+		resetStringInfo(&pipeline_held);
+}
+
+/*
+ * Wait, interruptibly, until what is owed is durable; then the held-back
+ * output may go.  A cancel or termination abandons the held-back results
+ * and raises its error with a WARNING that the messages may still become
+ * durable.
+ */
+void
 pipeline_settle(void)
 {
-	bool		ok = true;
+	uint64		owed = pipeline_owed;
 
+	if (owed == 0)
+		return;
+	PG_TRY();
+	{
+		(void) walwriter_flush_for(owed, false);
+	}
+	PG_CATCH();
+	{
+		pipeline_abandon();
+		walwriter_wake();
+		ereport(WARNING,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("canceled the wait for durability of pipelined fleetlm appends"),
+				 errdetail("Their results were not sent; the messages were appended and may still become durable.")));
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	pipeline_done(owed);
+}
+
+/*
+ * The wait of the communication layer: returns true once the owed wait is
+ * settled.  Never raises an error and never services interrupts.  If it
+ * cannot wait (exiting, quitting, a pending termination) or a cancel
+ * arrives, the held-back output is dropped and false is returned; for a
+ * cancel the connection is then closed with a FATAL error, since the
+ * client would wait forever for the output it can no longer get.
+ */
+static bool
+pipeline_settle_nothrow(void)
+{
 	if (pipeline_owed == 0)
 		return true;
-
-	HOLD_INTERRUPTS();
-	ok = walwriter_flush_for(pipeline_owed, true);
-	RESUME_INTERRUPTS();
-
-	if (ok)
+	if (!pipeline_quitting && !proc_exit_inprogress &&
+		walwriter_flush_for(pipeline_owed, true))
 	{
 		pipeline_owed = 0;
-		pipeline_buffered = 0;
+		return true;
 	}
-	return ok;
+
+	pipeline_abandon();
+	if (pipeline_quitting || proc_exit_inprogress || ProcDiePending ||
+		in_error_recursion_trouble())
+		return false;
+	QueryCancelPending = false;
+	ereport(FATAL,
+			(errcode(ERRCODE_QUERY_CANCELED),
+			 errmsg("canceling the wait for durability of pipelined fleetlm appends"),
+			 errdetail("Their results cannot be sent before the messages are durable, so the connection is closed. The messages were appended and may still become durable.")));
+	return false;				/* keep compiler quiet */
+}
+
+/*
+ * Pass the held-back messages on, in order (nothing is owed any more).
+ */
+static void
+pipeline_release(void)
+{
+	int			off = 0;
+
+	Assert(pipeline_owed == 0);
+	while (off < pipeline_held.len)
+	{
+		char		msgtype = pipeline_held.data[off];
+		uint32		len;
+
+		memcpy(&len, pipeline_held.data + off + 1, sizeof(len));
+		if (pipeline_orig->putmessage(msgtype, pipeline_held.data + off + 5, len) != 0)
+			break;				/* connection lost: the rest cannot go */
+		off += 5 + len;
+	}
+	resetStringInfo(&pipeline_held);
+}
+
+static void
+pipeline_hold(char msgtype, const char *s, size_t len)
+{
+	uint32		len32 = (uint32) len;
+
+	appendStringInfoChar(&pipeline_held, msgtype);
+	appendBinaryStringInfo(&pipeline_held, (const char *) &len32, sizeof(len32));
+	appendBinaryStringInfo(&pipeline_held, s, (int) len);
 }
 
 static void
@@ -101,23 +297,30 @@ pipeline_comm_reset(void)
 static int
 pipeline_flush(void)
 {
-	if (!pipeline_settle())
+	if (pipeline_owed != 0 && !pipeline_settle_nothrow())
 		return EOF;
+	if (pipeline_held.len > 0)
+		pipeline_release();
 	return pipeline_orig->flush();
 }
 
+/*
+ * Non-blocking flush: with a wait owed there is nothing it may send yet.
+ */
 static int
 pipeline_flush_if_writable(void)
 {
-	if (!pipeline_settle())
-		return EOF;
+	if (pipeline_owed != 0)
+		return 0;
+	if (pipeline_held.len > 0)
+		pipeline_release();
 	return pipeline_orig->flush_if_writable();
 }
 
 static bool
 pipeline_is_send_pending(void)
 {
-	return pipeline_orig->is_send_pending();
+	return pipeline_held.len > 0 || pipeline_orig->is_send_pending();
 }
 
 static int
@@ -125,30 +328,41 @@ pipeline_putmessage(char msgtype, const char *s, size_t len)
 {
 	if (pipeline_owed != 0)
 	{
-		/* type byte and length word come with every message */
-		if (pipeline_buffered + len + 5 > PIPELINE_MAX_BUFFERED)
+		if (pipeline_quitting || proc_exit_inprogress)
 		{
-			if (!pipeline_settle())
-				return EOF;
+			/* say nothing more than what is already safe to say */
+			pipeline_abandon();
+			return EOF;
 		}
-		else
-			pipeline_buffered += len + 5;
+		pipeline_hold(msgtype, s, len);
+		if (pipeline_held.len < PIPELINE_MAX_HELD)
+			return 0;
+		if (!pipeline_settle_nothrow())
+			return EOF;
+		pipeline_release();
+		return 0;
 	}
+	/* keep the order: what was held (and is durable now) goes first */
+	if (pipeline_held.len > 0)
+		pipeline_release();
 	return pipeline_orig->putmessage(msgtype, s, len);
 }
 
 static void
 pipeline_putmessage_noblock(char msgtype, const char *s, size_t len)
 {
-	if (!pipeline_settle())
+	if (pipeline_owed != 0 || pipeline_held.len > 0)
+	{
+		(void) pipeline_putmessage(msgtype, s, len);
 		return;
+	}
 	pipeline_orig->putmessage_noblock(msgtype, s, len);
 }
 
 /*
- * May the append that just ended at `end` leave its wait to later?  Only
- * in a regular backend talking to a client over the socket, when the
- * client's next message is already here and continues the pipeline.
+ * May the append that just ended leave its wait to later?  Only in a
+ * regular backend talking to a client over the socket, when the client's
+ * next message is already here and continues the pipeline.
  */
 bool
 pipeline_can_defer(void)
@@ -159,6 +373,8 @@ pipeline_can_defer(void)
 		return false;
 	if (pipeline_orig != NULL && PqCommMethods != &pipeline_methods)
 		return false;			/* someone else swapped the methods */
+	if (pipeline_quitting || proc_exit_inprogress)
+		return false;
 	if (pq_is_reading_msg() || !pq_buffer_has_data())
 		return false;
 
@@ -172,35 +388,22 @@ pipeline_can_defer(void)
 }
 
 /*
- * Leave the durability wait for a record ending at `end` to the next
- * output that could reach the client.
+ * Owe the durability wait for a record ending at `end` until the next
+ * output or commit.
  */
 void
 pipeline_defer(uint64 end)
 {
-	if (pipeline_orig == NULL)
-	{
-		pipeline_orig = PqCommMethods;
-		pipeline_methods.comm_reset = pipeline_comm_reset;
-		pipeline_methods.flush = pipeline_flush;
-		pipeline_methods.flush_if_writable = pipeline_flush_if_writable;
-		pipeline_methods.is_send_pending = pipeline_is_send_pending;
-		pipeline_methods.putmessage = pipeline_putmessage;
-		pipeline_methods.putmessage_noblock = pipeline_putmessage_noblock;
-		PqCommMethods = &pipeline_methods;
-	}
-	if (pipeline_owed == 0)
-	{
-		/* send what is buffered now (all safe), then count every byte */
-		(void) pipeline_orig->flush();
-		pipeline_buffered = 0;
-	}
+	pipeline_install();
+	/* output held for an earlier, settled wait is safe: send it first */
+	if (pipeline_owed == 0 && pipeline_held.len > 0)
+		pipeline_release();
 	pipeline_owed = Max(pipeline_owed, end);
 }
 
 /*
  * This backend's deferred appends, if any: the log position they need
- * durable (0 if none).  A caller that waits for it calls pipeline_done().
+ * durable (0 if none).
  */
 uint64
 pipeline_owed_position(void)
@@ -209,15 +412,13 @@ pipeline_owed_position(void)
 }
 
 /*
- * Durability up to `durable` was waited for by a normal (interruptible)
- * wait; forget what that covers.
+ * Durability up to `durable` was waited for by an interruptible wait;
+ * forget what that covers.  The held-back output goes out with the next
+ * message or flush.
  */
 void
 pipeline_done(uint64 durable)
 {
 	if (pipeline_owed != 0 && pipeline_owed <= durable)
-	{
 		pipeline_owed = 0;
-		pipeline_buffered = 0;
-	}
 }

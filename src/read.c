@@ -21,6 +21,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -46,11 +47,26 @@ PG_FUNCTION_INFO_V1(fleetlm_last_seq);
 #define FLEET_READ_RETRIES		1000
 #define FLEET_MESSAGE_NATTS		9
 
+static int64 read_upper(int64 after_seq, int32 max_count);
 static bool read_table(const char *session_id, int64 after_seq, int32 max_count,
 					   List **tuples, TupleDesc *desc, MemoryContext cxt);
 static void read_put_record(Tuplestorestate *store, TupleDesc desc, FleetRecord *rec);
 static int64 read_ring_only(const char *session_id, uint32 hashcode, int64 after_seq,
 							int32 max_count, Tuplestorestate *store, TupleDesc desc);
+
+/*
+ * The largest seq a read of max_count messages past after_seq can return,
+ * without overflowing.
+ */
+static int64
+read_upper(int64 after_seq, int32 max_count)
+{
+	int64		upper;
+
+	if (pg_add_s64_overflow(after_seq, (int64) max_count, &upper))
+		return PG_INT64_MAX;
+	return upper;
+}
 
 /*
  * Reject a negative after_seq and a max_count out of [1, 100000].
@@ -173,7 +189,7 @@ read_ring_only(const char *session_id, uint32 hashcode, int64 after_seq,
 	bool		deleted;
 	uint64		applied;
 	uint64		durable;
-	int64		upper = after_seq + max_count;
+	int64		upper = read_upper(after_seq, max_count);
 	bool		covered = false;
 	List	   *ring = NIL;
 	ListCell   *lc;
@@ -248,7 +264,7 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 	LWLock	   *plock = session_partition_lock(hashcode);
 	MemoryContext cxt = CurrentMemoryContext;
 	TupleDesc	spidesc = NULL;
-	int64		upper = after_seq + max_count;
+	int64		upper = read_upper(after_seq, max_count);
 
 	if (desc->natts != FLEET_MESSAGE_NATTS)
 		elog(ERROR, "fleetlm: unexpected row type of fleetlm.messages (%d columns)",
@@ -373,7 +389,11 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 		}
 		return got_last - after_seq;
 	}
-	elog(ERROR, "fleetlm: could not read a consistent view of session \"%s\"", session_id);
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("fleetlm could not read a consistent view of session \"%s\" after %d attempts",
+					session_id, FLEET_READ_RETRIES),
+			 errhint("The applier moved messages during every attempt; retry.")));
 	return 0;					/* keep compiler quiet */
 }
 

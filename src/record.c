@@ -208,6 +208,17 @@ record_decode(char *rec, FleetRecord *out)
 }
 
 /*
+ * Offset of the session id from the start of a record: what a reader that
+ * has only the header needs to read the id alone.
+ */
+Size
+record_session_offset(const FleetRecordHeader *hdr)
+{
+	return sizeof(FleetRecordHeader) + FLEET_REC_ALIGN(hdr->content_len) +
+		FLEET_REC_ALIGN(hdr->metadata_len);
+}
+
+/*
  * A palloc'd, terminated copy of an unterminated record string.
  */
 char *

@@ -100,5 +100,6 @@ extern bool record_header_sane(const FleetRecordHeader *hdr, uint64 lsn);
 extern bool record_crc_ok(const char *rec);
 extern void record_decode(char *rec, FleetRecord *out);
 extern char *record_text(const char *p, uint16 len);
+extern Size record_session_offset(const FleetRecordHeader *hdr);
 
 #endif							/* FLEETLM_RECORD_H */

@@ -243,7 +243,6 @@ session_wait_for_eviction(void)
 {
 	Latch	   *applier = fleet_shared->applier_latch;
 
-	pg_atomic_write_u32(&fleet_shared->flush_requested, 1);
 	if (applier)
 		SetLatch(applier);
 	ConditionVariablePrepareToSleep(&fleet_shared->applied_cv);

@@ -19,9 +19,6 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
-#include "applier.h"
-#include "walwriter.h"
-
 #include "fleetlm.h"
 #include "session.h"
 #include "shmem.h"
@@ -30,6 +27,7 @@ FleetShared *fleet_shared = NULL;
 char	   *fleet_ring = NULL;
 FleetWaiter *fleet_waiters = NULL;
 int			fleet_nwaiters = 0;
+pg_atomic_uint32 *fleet_poll_buckets = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -48,6 +46,7 @@ fleetlm_shmem_size(void)
 	size = MAXALIGN(sizeof(FleetShared));
 	size = add_size(size, MAXALIGN((Size) FLEETLM_RING_SIZE));
 	size = add_size(size, MAXALIGN(mul_size(MaxBackends, sizeof(FleetWaiter))));
+	size = add_size(size, MAXALIGN(mul_size(FLEET_POLL_BUCKETS, sizeof(pg_atomic_uint32))));
 	size = add_size(size, session_shmem_size());
 	return size;
 }
@@ -109,9 +108,10 @@ shmem_startup(void)
 
 		memset(fleet_shared, 0, sizeof(FleetShared));
 		pg_atomic_init_u32(&fleet_shared->state, FLEET_STATE_STARTING);
-		pg_atomic_init_u32(&fleet_shared->flush_requested, 0);
 		pg_atomic_init_u32(&fleet_shared->writer_error, 0);
 		pg_atomic_init_u64(&fleet_shared->failed_segment, 0);
+		pg_atomic_init_u64(&fleet_shared->segment_wanted, 0);
+		pg_atomic_init_u32(&fleet_shared->pollers, 0);
 		pg_atomic_init_u32(&fleet_shared->recovered_once, 0);
 		pg_atomic_init_u32(&fleet_shared->reinstalled, 0);
 		fleet_shared->ring_size = FLEETLM_RING_SIZE;
@@ -127,18 +127,15 @@ shmem_startup(void)
 		fleet_shared->write_lock = &locks[3].lock;
 		for (i = 0; i < FLEET_SESSION_PARTITIONS; i++)
 			fleet_shared->partition_locks[i] = &plocks[i].lock;
-		ConditionVariableInit(&fleet_shared->durable_cv);
 		ConditionVariableInit(&fleet_shared->space_cv);
 		ConditionVariableInit(&fleet_shared->ready_cv);
 		ConditionVariableInit(&fleet_shared->applied_cv);
-		ConditionVariableInit(&fleet_shared->new_message_cv);
 		pg_atomic_init_u64(&fleet_shared->appends, 0);
 		pg_atomic_init_u64(&fleet_shared->append_bytes, 0);
 		pg_atomic_init_u64(&fleet_shared->tombstones, 0);
 		pg_atomic_init_u64(&fleet_shared->tombstones_applied, 0);
 		pg_atomic_init_u64(&fleet_shared->space_waits, 0);
 		pg_atomic_init_u64(&fleet_shared->fsyncs, 0);
-		pg_atomic_init_u64(&fleet_shared->fsync_records, 0);
 		pg_atomic_init_u64(&fleet_shared->fsync_usec, 0);
 		pg_atomic_init_u64(&fleet_shared->applier_batches, 0);
 		pg_atomic_init_u64(&fleet_shared->applier_rows, 0);
@@ -163,7 +160,18 @@ shmem_startup(void)
 		{
 			pg_atomic_init_u64(&fleet_waiters[i].wait_lsn, 0);
 			fleet_waiters[i].latch = NULL;
+			pg_atomic_init_u32(&fleet_waiters[i].polling, 0);
+			pg_atomic_init_u32(&fleet_waiters[i].poll_hash, 0);
 		}
+	}
+
+	fleet_poll_buckets = ShmemInitStruct("fleetlm poll buckets",
+										 mul_size(FLEET_POLL_BUCKETS, sizeof(pg_atomic_uint32)),
+										 &found);
+	if (!found)
+	{
+		for (int i = 0; i < FLEET_POLL_BUCKETS; i++)
+			pg_atomic_init_u32(&fleet_poll_buckets[i], 0);
 	}
 
 	session_shmem_init();
@@ -285,27 +293,6 @@ fleetlm_wait_ready(void)
 			SetLatch(applier);
 		(void) ConditionVariableTimedSleep(&fleet_shared->ready_cv,
 										   Min(100, fleetlm_startup_timeout_ms - waited),
-										   FLEETLM_WAIT_EVENT);
-	}
-	ConditionVariableCancelSleep();
-}
-
-/*
- * Wait until the applier has applied everything below `target` (and so
- * committed it to the tables).
- */
-void
-fleetlm_wait_applied(uint64 target)
-{
-	if (fleet_read_pos(&fleet_shared->applied) >= target)
-		return;
-	walwriter_wake();
-	ConditionVariablePrepareToSleep(&fleet_shared->applied_cv);
-	while (fleet_read_pos(&fleet_shared->applied) < target)
-	{
-		pg_atomic_write_u32(&fleet_shared->flush_requested, 1);
-		applier_wake();
-		(void) ConditionVariableTimedSleep(&fleet_shared->applied_cv, 1000,
 										   FLEETLM_WAIT_EVENT);
 	}
 	ConditionVariableCancelSleep();

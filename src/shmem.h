@@ -59,9 +59,10 @@ typedef enum FleetState
 typedef struct FleetShared
 {
 	pg_atomic_uint32 state;		/* FleetState */
-	pg_atomic_uint32 flush_requested;	/* a backend waits in flush() */
 	pg_atomic_uint32 writer_error;	/* errno of a failed segment creation */
 	pg_atomic_uint64 failed_segment;	/* ... of this segment (when set) */
+	pg_atomic_uint64 segment_wanted;	/* a flush found this segment missing;
+										 * the writer creates it (0: none) */
 	pg_atomic_uint32 recovered_once;	/* recovery has completed since start */
 	pg_atomic_uint32 reinstalled;	/* extension dropped and created again */
 
@@ -89,11 +90,12 @@ typedef struct FleetShared
 	int			writer_pid;
 	int			applier_pid;
 
-	ConditionVariable durable_cv;	/* `durable` advanced */
 	ConditionVariable space_cv; /* `applied` advanced: ring space freed */
 	ConditionVariable ready_cv; /* state changed */
 	ConditionVariable applied_cv;	/* `applied` advanced (flush waiters) */
-	ConditionVariable new_message_cv;	/* new durable messages exist */
+
+	/* long-pollers registered in their FleetWaiter slots (longpoll.c) */
+	pg_atomic_uint32 pollers;
 
 	/* statistics */
 	pg_atomic_uint64 appends;	/* records inserted (under insert_lock) */
@@ -102,7 +104,6 @@ typedef struct FleetShared
 	pg_atomic_uint64 tombstones_applied;	/* ... and applied (applier) */
 	pg_atomic_uint64 space_waits;	/* inserts that waited for ring space */
 	pg_atomic_uint64 fsyncs;	/* writer fdatasync rounds */
-	pg_atomic_uint64 fsync_records; /* records made durable by them */
 	pg_atomic_uint64 fsync_usec;	/* total time in write + fdatasync */
 	pg_atomic_uint64 applier_batches;
 	pg_atomic_uint64 applier_rows;
@@ -118,22 +119,34 @@ typedef struct FleetShared
 } FleetShared;
 
 /*
- * A backend waiting for durability (walwriter_flush_for), one slot per
- * PGPROC of a backend or background worker.  wait_lsn is 0 when the slot
- * is idle; only its owner writes it.  Whoever ends a flush round sets the
- * latch of every waiter it made durable, and of the first one it did not,
- * which then leads the next round: no broadcast, no herd.
+ * Per-process wait slots, one per PGPROC of a backend or background worker;
+ * only the slot's owner writes it.
+ *
+ * A backend waiting for durability (walwriter_flush_for) sets wait_lsn (0
+ * when idle).  Whoever ends a flush round sets the latch of every waiter it
+ * made durable, and of the first one it did not, which then leads the next
+ * round: no broadcast, no herd.
+ *
+ * A backend in wait_for_messages sets poll_hash (the session's hash code)
+ * and polling; a flush round wakes only the pollers of the sessions whose
+ * records it made durable (longpoll.c).
  */
 typedef struct FleetWaiter
 {
 	pg_atomic_uint64 wait_lsn;
 	Latch	   *latch;
+	pg_atomic_uint32 polling;
+	pg_atomic_uint32 poll_hash;
 } FleetWaiter;
+
+/* Buckets of the long-poll filter (power of two), see longpoll.c */
+#define FLEET_POLL_BUCKETS		16384
 
 extern FleetShared *fleet_shared;
 extern char *fleet_ring;
 extern FleetWaiter *fleet_waiters;
 extern int	fleet_nwaiters;
+extern pg_atomic_uint32 *fleet_poll_buckets;
 
 extern void shmem_request(void);
 extern void shmem_install_hooks(void);
@@ -144,7 +157,6 @@ extern void fleetlm_require_database(void);
 extern void fleetlm_wait_ready(void);
 extern const char *fleetlm_state_name(uint32 state);
 extern void fleetlm_set_recovery_error(const char *msg);
-extern void fleetlm_wait_applied(uint64 target);
 
 /* Positions with the barriers their readers and writers need */
 static inline uint64

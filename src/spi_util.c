@@ -19,9 +19,23 @@
 #include "catalog/pg_extension.h"
 #include "miscadmin.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "spi_util.h"
+
+/* cached owner of the extension; InvalidOid: look it up */
+static Oid	fleet_owner_cache = InvalidOid;
+static bool fleet_owner_callback = false;
+
+static void fleet_owner_invalidate(Datum arg, int cacheid, uint32 hashvalue);
+
+static void
+fleet_owner_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	fleet_owner_cache = InvalidOid;
+}
 
 /*
  * Owner of the fleetlm extension in the current database.
@@ -34,6 +48,14 @@ fleet_extension_owner(void)
 	SysScanDesc scan;
 	HeapTuple	tup;
 	Oid			owner = InvalidOid;
+
+	if (OidIsValid(fleet_owner_cache))
+		return fleet_owner_cache;
+	if (!fleet_owner_callback)
+	{
+		CacheRegisterSyscacheCallback(NAMESPACEOID, fleet_owner_invalidate, (Datum) 0);
+		fleet_owner_callback = true;
+	}
 
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
@@ -49,6 +71,7 @@ fleet_extension_owner(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("extension \"fleetlm\" does not exist in this database")));
+	fleet_owner_cache = owner;
 	return owner;
 }
 

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * walwriter.h
- *	  The fleetlm WAL writer background worker.
+ *	  Flush rounds of the fleetlm WAL and the WAL writer background worker.
  *
  * src/walwriter.h
  *
@@ -12,6 +12,6 @@
 
 extern void walwriter_register(void);
 extern void walwriter_wake(void);
-extern bool walwriter_flush_for(uint64 end, bool stop_on_die);
+extern bool walwriter_flush_for(uint64 end, bool nothrow);
 
 #endif							/* FLEETLM_WALWRITER_H */

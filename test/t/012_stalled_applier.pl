@@ -1,8 +1,10 @@
 # 012_stalled_applier.pl: the applier is stalled by LOCK TABLE
 # fleetlm.messages IN ACCESS EXCLUSIVE MODE held by another session.
-# Appends go on until the ring is full, then wait; the workers' private
-# memory stays flat; once the lock is released everything drains and
-# nothing is lost.
+# The applier waits at most fleetlm.applier_lock_timeout, rolls its batch
+# back and retries (logged with the SQLSTATE); appends go on until the
+# ring is full, then wait; the workers' private memory stays flat across
+# the retries; once the lock is released everything drains and nothing is
+# lost.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -12,7 +14,7 @@ use Time::HiRes qw(usleep);
 use FleetlmTest;
 
 my $node = fleetlm_node('stalled', 'fleetlm.wal_buffers' => '1MB',
-	'fleetlm.max_message_size' => '16kB');
+	'fleetlm.max_message_size' => '16kB', 'fleetlm.applier_lock_timeout' => '200ms');
 my $sessions = create_sessions($node, 'sa', 4);
 
 # one message per session first: a session that is not cached yet needs
@@ -38,11 +40,17 @@ sub rss_anon_kb
 
 my $writer = stat_value($node, 'writer_pid');
 my $applier = stat_value($node, 'applier_pid');
-my %rss0 = (writer => rss_anon_kb($writer), applier => rss_anon_kb($applier));
 
 my $locker = $node->background_psql('postgres');
 $locker->query_safe('BEGIN; LOCK TABLE fleetlm.messages IN ACCESS EXCLUSIVE MODE;');
 my $waits0 = stat_value($node, 'ring_space_waits');
+
+# the applier gives up on the lock, rolls back and retries
+fleet_query($node, "SELECT fleetlm.append('sa-1', 'u-1', 'text', '{\"m\": \"lockwait\"}')");
+push @warm, [ 2, 'lockwait', 'sa-1' ];
+$warm_sent{lockwait} = 'sa-1';
+$node->poll_query_until('postgres', 'SELECT applier_errors >= 2 FROM fleetlm.stat')
+  or die 'the applier did not give up on the lock';
 
 # ~500-byte messages: the 1 MB ring holds about 1,700 of them
 my $load = start_load($node, sessions => $sessions, clients => 4,
@@ -52,18 +60,30 @@ $node->poll_query_until('postgres',
   or die 'appends never waited for ring space';
 my $acked_during = wait_acked($load, 1);
 sleep 2;
+# memory is measured from here, with batches as large as the ring: each
+# failed attempt builds a full batch, and must free it again
+my $errors0 = stat_value($node, 'applier_errors');
+$node->poll_query_until('postgres', "SELECT applier_errors >= $errors0 + 2 FROM fleetlm.stat")
+  or die 'the applier stopped retrying';
+my %rss0 = (writer => rss_anon_kb($writer), applier => rss_anon_kb($applier));
+$errors0 = stat_value($node, 'applier_errors');
 my ($used, $size) = split /\|/, stat_value($node, 'ring_used, ring_size');
 cmp_ok($used, '>', $size * 0.9, "the ring filled up ($used of $size bytes) and appends wait");
 my $blocked = fleet_query($node,
 	"SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Extension' AND query LIKE '%fleetlm.append%'");
 cmp_ok($blocked, '>=', 1, "$blocked appends are waiting for ring space");
 
+$node->poll_query_until('postgres', "SELECT applier_errors >= $errors0 + 5 FROM fleetlm.stat")
+  or die 'the applier stopped retrying';
 my %rss1 = (writer => rss_anon_kb($writer), applier => rss_anon_kb($applier));
 for my $w ('writer', 'applier')
 {
-	cmp_ok($rss1{$w} - $rss0{$w}, '<', 2048,
-		"$w private memory flat while stalled ($rss0{$w} kB -> $rss1{$w} kB)");
+	cmp_ok($rss1{$w} - $rss0{$w}, '<', 1024,
+		"$w private memory flat while stalled and retrying ($rss0{$w} kB -> $rss1{$w} kB)");
 }
+ok($node->log_contains(qr/WARNING:  fleetlm applier could not apply messages: canceling statement due to lock timeout\n.*DETAIL:  SQLSTATE 55P03\..*The batch was rolled back; its messages stay in the WAL and the ring; retrying in \d+ ms/),
+	'each attempt times out on the lock, rolls back, and says so with its SQLSTATE');
+is(stat_value($node, 'applier_pid'), $applier, 'the applier retried in place (no restart)');
 
 $locker->query_safe('COMMIT;');
 $locker->quit;
@@ -72,7 +92,8 @@ is(scalar(@$acked), 4000, 'every append completed once the applier could move on
 my @all = (@$acked, @warm);
 my %allsent = (%$sent, %warm_sent);
 my ($lost, $checked) = verify_acked($node, \@all, \%allsent, $sessions, 'after the stall');
-is(stat_value($node, 'applier_errors'), '0', 'the applier waited for the lock, it did not fail');
+my $nerr = stat_value($node, 'applier_errors');
+cmp_ok($nerr, '>', 5, "the applier rolled back and retried ($nerr attempts) instead of waiting unbounded");
 diag("012_stalled_applier: faults=1 (applier locked out, ring full), acknowledged checked=$checked, lost=$lost");
 $node->stop;
 done_testing();
