@@ -115,6 +115,10 @@ SELECT t.call, pg_temp.try(t.call) AS result
     ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, NULL)$$),
     ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, '-1 second')$$),
     ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, '2 days')$$),
+    ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, '1 mon')$$),
+    ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, '178000000 years')$$),
+    ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, '-178000000 years')$$),
+    ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, '1 day 00:00:00.000001')$$),
     ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, '1s', 0)$$),
     ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, '1s', NULL)$$),
     ($$SELECT * FROM fleetlm.wait_for_messages('no-such-session', 0, '1s')$$)
@@ -152,3 +156,7 @@ SELECT fleetlm.append('err-1', 'erin', 'text', '{"text": "second"}');
 SELECT fleetlm.create_session(repeat('u', 64), repeat('a', 64), session_id => repeat('s', 64)) = repeat('s', 64);
 SELECT fleetlm.append(repeat('s', 64), repeat('e', 64), repeat('k', 64), '{}');
 SELECT count(*) FROM fleetlm.messages('err-1', 0, 100000);
+-- the largest after_seq reads nothing, without overflowing after_seq + max_count
+SELECT count(*) FROM fleetlm.messages('err-1', 9223372036854775807, 100000);
+SELECT count(*) FROM fleetlm.wait_for_messages('err-1', 9223372036854775807, '0s', 100000);
+SELECT count(*) FROM fleetlm.messages('err-1', 9223372036854775806, 100000);

@@ -515,8 +515,6 @@ recovery_run(void)
 	INSTR_TIME_SUBTRACT(t1, t0);
 	pg_atomic_write_u64(&fleet_shared->recovery_records, nrecords);
 	pg_atomic_write_u64(&fleet_shared->recovery_usec, INSTR_TIME_GET_MICROSEC(t1));
-	pg_atomic_write_u64(&fleet_shared->recovery_end_lsn, end);
-	pg_atomic_write_u32(&fleet_shared->recovered_once, 1);
 
 	ereport(LOG,
 			(errmsg("fleetlm recovery complete: replayed %llu records from position %llu to %llu in %.1f ms",

@@ -112,7 +112,6 @@ shmem_startup(void)
 		pg_atomic_init_u64(&fleet_shared->failed_segment, 0);
 		pg_atomic_init_u64(&fleet_shared->segment_wanted, 0);
 		pg_atomic_init_u32(&fleet_shared->pollers, 0);
-		pg_atomic_init_u32(&fleet_shared->recovered_once, 0);
 		pg_atomic_init_u32(&fleet_shared->reinstalled, 0);
 		fleet_shared->ring_size = FLEETLM_RING_SIZE;
 		fleet_shared->segment_size = FLEETLM_SEGMENT_SIZE;
@@ -143,7 +142,6 @@ shmem_startup(void)
 		pg_atomic_init_u64(&fleet_shared->applier_errors, 0);
 		pg_atomic_init_u64(&fleet_shared->recovery_records, 0);
 		pg_atomic_init_u64(&fleet_shared->recovery_usec, 0);
-		pg_atomic_init_u64(&fleet_shared->recovery_end_lsn, 0);
 		SpinLockInit(&fleet_shared->error_lock);
 		fleet_shared->recovery_error[0] = '\0';
 	}

@@ -63,7 +63,6 @@ typedef struct FleetShared
 	pg_atomic_uint64 failed_segment;	/* ... of this segment (when set) */
 	pg_atomic_uint64 segment_wanted;	/* a flush found this segment missing;
 										 * the writer creates it (0: none) */
-	pg_atomic_uint32 recovered_once;	/* recovery has completed since start */
 	pg_atomic_uint32 reinstalled;	/* extension dropped and created again */
 
 	uint64		ring_size;		/* bytes in the ring */
@@ -111,7 +110,6 @@ typedef struct FleetShared
 	pg_atomic_uint64 applier_errors;
 	pg_atomic_uint64 recovery_records;
 	pg_atomic_uint64 recovery_usec;
-	pg_atomic_uint64 recovery_end_lsn;
 
 	/* why the last recovery failed, for the "not ready" error; "" if none */
 	slock_t		error_lock;
