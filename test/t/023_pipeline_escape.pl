@@ -7,7 +7,10 @@
 #  - a NOTICE and an ERROR in the middle of a pipeline reach the client
 #    only after the appends before them are durable, in order;
 #  - pg_terminate_backend and a crash of another backend while a wait is
-#    owed end the backend at once, with no result sent and no hang.
+#    owed end the backend at once, with no result sent and no hang;
+#  - a cancel of the wait at commit rolls the transaction back; a cancel
+#    of the wait in the communication layer closes the connection with
+#    an error saying why.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -23,7 +26,7 @@ plan skip_all => 'no C compiler to build the fdatasync shim' unless defined $sta
 my $dir = PostgreSQL::Test::Utils::tempdir();
 
 my $node = fleetlm_node('escape');
-create_sessions($node, 'pe', 4);
+create_sessions($node, 'pe', 5);
 fleet_query($node, 'CREATE TABLE audit (tag text, seq bigint)');
 
 # Run statements through the pipelined client in report mode.
@@ -175,6 +178,43 @@ wait_ready($node);
 cmp_ok(fleet_query($node, "SELECT fleetlm.last_seq('pe-4')"), '>=', 3,
 	'the server restarted and the earlier acknowledged messages are there');
 
-diag("023_pipeline_escape: faults=5 (stalled fdatasync around pipelined commits, notices, errors, termination and a crash), early results=0, early commits=0");
+# 6. a cancel of the wait at commit: the transaction rolls back, so the
+#    seq it stored is never committed; the results held back are not
+#    sent, the client gets the error (and a warning that the message may
+#    still become durable)
+stall_in_writer();
+($h, $out, $err) = start_client(2,
+	'INSERT INTO audit SELECT \'cancelled\', ' . append_sql('pe-5', 'c1'),
+	"SELECT 'cancelcommit'");
+$pid = stuck_backend('cancelcommit');
+fleet_query($node, "SELECT pg_cancel_backend($pid)");
+$h->finish;
+is($$out, "NOTICE WARNING canceled the wait for durability of pipelined fleetlm appends\n"
+	  . "ERROR 57014 canceling statement due to user request\nABORTED\nSYNC\n",
+	'a cancelled commit wait: a warning, the error, the rest of the pipeline aborted');
+fsync_fault_off($stall);
+$node->poll_query_until('postgres', "SELECT fleetlm.last_seq('pe-5') = 1")
+  or die 'the message did not become durable';
+is(fleet_query($node, "SELECT count(*) FROM audit WHERE tag = 'cancelled'"), '0',
+	'the transaction that stored the seq was rolled back');
+
+# 7. a cancel while output waits in the communication layer (a NOTICE
+#    behind a deferred append): the output cannot be delivered, so the
+#    connection is closed with an error that says so
+stall_in_writer();
+($h, $out, $err) = start_client(3,
+	'SELECT ' . append_sql('pe-5', 'c2'),
+	q{DO $$BEGIN RAISE NOTICE 'cancelnotice'; PERFORM pg_sleep(0.1); END$$},
+	'SELECT ' . append_sql('pe-5', 'c3'));
+$pid = stuck_backend('cancelnotice');
+fleet_query($node, "SELECT pg_cancel_backend($pid)");
+wait_exit($pid, 'cancel in the communication layer');
+$h->finish;
+unlike($$out, qr/^ROW/m, 'no result of a non-durable append reached the client');
+like($$out, qr/ERROR 57014 canceling the wait for durability of pipelined fleetlm appends/,
+	'the client is told why its connection was closed');
+fsync_fault_off($stall);
+
+diag("023_pipeline_escape: faults=7 (stalled fdatasync around pipelined commits, notices, errors, termination and a crash), early results=0, early commits=0");
 $node->stop;
 done_testing();
