@@ -24,6 +24,7 @@ my $node = fleetlm_node('evict',
 my $sessions = create_sessions($node, 'ev', $nsessions);
 
 # Clients go on after an error, and print its SQLSTATE.
+my $t0 = time;
 my $load = start_load($node, sessions => $sessions, clients => $clients, per_client => $per,
 	tag => 'E', pad => 20, on_error_stop => 0, verbose => 1);
 
@@ -107,6 +108,7 @@ while (time < $deadline)
 $rin .= "\\q\n";
 $reader->finish;
 my ($acked, $sent) = finish_load($load);
+my $load_s = sprintf('%.1f', time - $t0);
 
 # The one acceptable error: the table full of sessions whose messages the
 # applier has not moved yet (53400).  An append that failed so appended
@@ -148,6 +150,6 @@ for my $s (keys %marker_at)
 is($changed, 0, 'every message a reader saw is still there at its seq');
 
 diag("018_eviction_load: sessions=$nsessions through max_active_sessions=16, clients=$clients, acknowledged checked=$checked, lost=$lost, "
-	  . "reads=$reads, read problems=" . scalar(@read_problems) . ", max active=$max_active, 53400 errors=$full");
+	  . "reads=$reads, read problems=" . scalar(@read_problems) . ", max active=$max_active, 53400 errors=$full, load took ${load_s}s");
 $node->stop;
 done_testing();
