@@ -83,7 +83,6 @@ static StringInfoData pipeline_held;
 
 /* SIGQUIT arrived: never wait, never send what is held */
 static volatile sig_atomic_t pipeline_quitting = false;
-static pqsigfunc pipeline_prev_sigquit = NULL;
 
 static emit_log_hook_type pipeline_prev_emit_log_hook = NULL;
 
@@ -109,7 +108,6 @@ static void
 pipeline_install(void)
 {
 	MemoryContext old;
-	pqsigfunc	prev;
 
 	if (pipeline_orig != NULL)
 		return;
@@ -120,9 +118,7 @@ pipeline_install(void)
 	RegisterXactCallback(pipeline_xact_callback, NULL);
 	pipeline_prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = pipeline_emit_log;
-	prev = pqsignal(SIGQUIT, pipeline_sigquit);
-	if (prev != SIG_IGN && prev != SIG_DFL && prev != SIG_ERR)
-		pipeline_prev_sigquit = prev;
+	pqsignal(SIGQUIT, pipeline_sigquit);
 
 	pipeline_orig = PqCommMethods;
 	pipeline_methods.comm_reset = pipeline_comm_reset;
@@ -137,16 +133,15 @@ pipeline_install(void)
 /*
  * SIGQUIT (immediate shutdown, crash of another backend): remember it, so
  * that the quit handler's message to the client neither waits nor carries
- * held-back results, then run the backend's own handler.
+ * held-back results, then run the regular backend's handler, quickdie.
+ * (It is called by name: pqsignal's return value is no reliable way to
+ * chain handlers across PostgreSQL versions.)
  */
 static void
 pipeline_sigquit(SIGNAL_ARGS)
 {
 	pipeline_quitting = true;
-	if (pipeline_prev_sigquit != NULL)
-		pipeline_prev_sigquit(postgres_signal_arg);
-	else
-		proc_exit(2);
+	quickdie(postgres_signal_arg);
 }
 
 /*
