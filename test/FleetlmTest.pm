@@ -274,22 +274,29 @@ sub client_messages
 
 # What a client may see when the server crashes under it (kill -9 of the
 # postmaster or of a worker, an immediate stop), as psql and libpq print it:
-# its backend told to exit, the connection lost, or (a client that connects
-# only then) no server, or one still shutting down or recovering.
+# its backend told to exit (or, when the postmaster died, exiting while it
+# waited for durability, which says so), the connection lost, or (a client
+# that connects only then) no server, or one still shutting down or
+# recovering.
 sub crash_errors
 {
+	my @msgs = (
+		'WARNING:  terminated the wait for durability of fleetlm messages',
+		'WARNING:  terminating connection because of crash of another server process',
+		'FATAL:  terminating connection because of crash of another server process',
+		'FATAL:  terminating connection due to unexpected postmaster exit',
+		'(WARNING|FATAL):  terminating connection due to immediate shutdown command',
+		'FATAL:  the database system is (in recovery mode|shutting down|starting up)',
+		'server closed the connection unexpectedly',
+		'(error: )?connection to server was lost',
+		'could not receive data from server: Connection reset by peer',
+		'could not send data to server: (Broken pipe|Connection reset by peer)',
+		'no connection to the server');
+	my $any = join('|', @msgs);
 	return (
-		qr/^WARNING:  terminating connection because of crash of another server process$/,
-		qr/^FATAL:  terminating connection due to unexpected postmaster exit$/,
-		qr/^(WARNING|FATAL):  terminating connection due to immediate shutdown command$/,
-		qr/^server closed the connection unexpectedly$/,
-		qr/^(error: )?connection to server was lost$/,
-		qr/^could not receive data from server: Connection reset by peer$/,
-		qr/^could not send data to server: (Broken pipe|Connection reset by peer)$/,
-		qr/^no connection to the server$/,
-		qr/^(error: )?connection to server (on socket "[^"]*"|at "[^"]*", port \d+) failed: (Connection refused|No such file or directory)$/,
-		qr/^(error: )?connection to server (on socket "[^"]*"|at "[^"]*", port \d+) failed: FATAL:  the database system is (in recovery mode|shutting down|starting up)$/,
-		qr/^FATAL:  the database system is (in recovery mode|shutting down)$/);
+		(map { qr/^(?:$_)$/ } @msgs),
+		# a client that connects only then
+		qr/^(error: )?connection to server (on socket "[^"]*"|at "[^"]*", port \d+) failed: (Connection refused|No such file or directory|$any)$/);
 }
 
 # Assert that every client of a finished load wrote only messages matching
