@@ -8,8 +8,8 @@
  * of each session) on a fresh snapshot, then overlay what only the session
  * table knows yet: durable messages the applier has not moved, and
  * deletions it has not carried out.  An eviction racing with the table
- * read could hide messages from both, so such reads retry when
- * eviction_count moved (see session.h).
+ * read could hide messages from both, so such reads retry when one
+ * happened (session_eviction_mark, see session.h).
  *
  * wait_for_messages registers as a long-poller of its session
  * (longpoll.c) and sleeps on its latch; the flush round that makes a
@@ -196,13 +196,12 @@ api_session_rows(SessionQuery q, Datum *args, char *nulls, SessionRow **out)
 {
 	for (int attempt = 0; attempt < API_RETRIES; attempt++)
 	{
-		uint64		evictions;
+		uint64		mark;
 		SessionRow *rows;
 		int			n;
 
 		CHECK_FOR_INTERRUPTS();
-		evictions = pg_atomic_read_u64(&fleet_shared->eviction_count);
-		pg_memory_barrier();
+		mark = session_eviction_mark();
 		n = api_read_sessions(q, args, nulls, &rows);
 		for (int i = 0; i < n; i++)
 		{
@@ -230,7 +229,7 @@ api_session_rows(SessionQuery q, Datum *args, char *nulls, SessionRow **out)
 				break;
 			}
 		}
-		if (n < 0 || pg_atomic_read_u64(&fleet_shared->eviction_count) != evictions)
+		if (n < 0 || session_evicted_since(mark))
 			continue;
 		*out = rows;
 		return n;
@@ -568,9 +567,8 @@ fleetlm_wait_for_messages(PG_FUNCTION_ARGS)
 	{
 		for (;;)
 		{
-			uint64		evictions = pg_atomic_read_u64(&fleet_shared->eviction_count);
+			uint64		mark = session_eviction_mark();
 
-			pg_memory_barrier();
 			if (read_messages(session_id, after_seq, max_count,
 							  rsinfo->setResult, rsinfo->setDesc) > 0)
 				break;
@@ -599,8 +597,7 @@ fleetlm_wait_for_messages(PG_FUNCTION_ARGS)
 					break;		/* read_messages reports it */
 				if (last > after_seq)
 					break;
-				if (entry == NULL &&
-					pg_atomic_read_u64(&fleet_shared->eviction_count) != evictions)
+				if (entry == NULL && session_evicted_since(mark))
 					break;		/* the tables may know more now */
 
 				left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);

@@ -338,41 +338,38 @@ append_key_in_ring(FleetSession *entry, const char *key, uint64 applied0,
 				   int64 *seq, uint64 *end)
 {
 	size_t		keylen = strlen(key);
-	uint64		lsn = entry->last_lsn;
-	uint64		applied;
+	RingChain	chain;
+	uint64		lsn;
+	FleetRecordHeader hdr;
 	int			result = 0;
 
-	LWLockAcquire(fleet_shared->reclaim_lock, LW_SHARED);
-	applied = fleet_read_pos(&fleet_shared->applied);
-	if (applied != applied0)
+	ring_chain_begin(&chain, entry->last_lsn);
+	if (chain.applied != applied0)
 	{
-		LWLockRelease(fleet_shared->reclaim_lock);
+		ring_chain_end(&chain);
 		return -1;
 	}
-	while (lsn != 0 && lsn >= applied)
+	while (ring_chain_next(&chain, &lsn, &hdr))
 	{
-		FleetRecordHeader hdr;
+		char	   *buf;
+		FleetRecord rec;
+		bool		match;
 
-		ring_read_header(lsn, &hdr);
-		if (hdr.type == FLEET_REC_APPEND && hdr.key_len == keylen)
+		if (hdr.type != FLEET_REC_APPEND || hdr.key_len != keylen)
+			continue;
+		buf = ring_read_record(lsn);
+		record_decode(buf, &rec);
+		match = (memcmp(rec.key, key, keylen) == 0);
+		pfree(buf);
+		if (match)
 		{
-			char	   *buf = ring_read_record(lsn);
-			FleetRecord rec;
-
-			record_decode(buf, &rec);
-			if (memcmp(rec.key, key, keylen) == 0)
-			{
-				*seq = hdr.seq;
-				*end = lsn + FLEET_REC_ALIGN(hdr.total_len);
-				result = 1;
-				pfree(buf);
-				break;
-			}
-			pfree(buf);
+			*seq = hdr.seq;
+			*end = lsn + FLEET_REC_ALIGN(hdr.total_len);
+			result = 1;
+			break;
 		}
-		lsn = hdr.prev_lsn;
 	}
-	LWLockRelease(fleet_shared->reclaim_lock);
+	ring_chain_end(&chain);
 	return result;
 }
 

@@ -184,11 +184,12 @@ read_ring_only(const char *session_id, uint32 hashcode, int64 after_seq,
 {
 	LWLock	   *plock = session_partition_lock(hashcode);
 	FleetSession *entry;
-	uint64		lsn;
+	uint64		last_lsn;
 	int64		last_seq;
 	bool		deleted;
-	uint64		applied;
-	uint64		durable;
+	RingChain	chain;
+	uint64		lsn;
+	FleetRecordHeader hdr;
 	int64		upper = read_upper(after_seq, max_count);
 	bool		covered = false;
 	List	   *ring = NIL;
@@ -202,38 +203,32 @@ read_ring_only(const char *session_id, uint32 hashcode, int64 after_seq,
 		LWLockRelease(plock);
 		return -1;
 	}
-	lsn = entry->last_lsn;
+	last_lsn = entry->last_lsn;
 	last_seq = entry->last_seq;
 	deleted = entry->deleted;
 	LWLockRelease(plock);
 	if (deleted)
 		session_error_missing(session_id, true);
 
-	LWLockAcquire(fleet_shared->reclaim_lock, LW_SHARED);
-	applied = fleet_read_pos(&fleet_shared->applied);
-	durable = fleet_read_pos(&fleet_shared->durable);
-	if (lsn == 0 || lsn < applied)
+	ring_chain_begin(&chain, last_lsn);
+	if (!ring_record_live(last_lsn, chain.applied))
 		covered = (last_seq <= after_seq);	/* all applied: nothing new? */
-	while (lsn != 0 && lsn >= applied)
+	while (ring_chain_next(&chain, &lsn, &hdr))
 	{
-		FleetRecordHeader hdr;
-
-		ring_read_header(lsn, &hdr);
 		if (hdr.seq <= after_seq)
 		{
 			covered = true;
 			break;
 		}
-		if (hdr.seq <= upper && lsn + FLEET_REC_ALIGN(hdr.total_len) <= durable)
+		if (hdr.seq <= upper && ring_record_durable(lsn, &hdr, chain.durable))
 			ring = lcons(ring_read_record(lsn), ring);
 		if (hdr.seq == after_seq + 1)
 		{
 			covered = true;
 			break;
 		}
-		lsn = hdr.prev_lsn;
 	}
-	LWLockRelease(fleet_shared->reclaim_lock);
+	ring_chain_end(&chain);
 
 	if (!covered)
 	{
@@ -280,7 +275,7 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 
 	for (int attempt = 0; attempt < FLEET_READ_RETRIES; attempt++)
 	{
-		uint64		evictions;
+		uint64		mark;
 		List	   *tuples;
 		List	   *ring = NIL;
 		bool		exists;
@@ -294,8 +289,7 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 		ListCell   *lc;
 
 		CHECK_FOR_INTERRUPTS();
-		evictions = pg_atomic_read_u64(&fleet_shared->eviction_count);
-		pg_memory_barrier();
+		mark = session_eviction_mark();
 		exists = read_table(session_id, after_seq, max_count, &tuples, &spidesc, cxt);
 		table_last = after_seq + list_length(tuples);
 
@@ -312,7 +306,7 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 		if (entry == NULL)
 		{
 			/* tables alone are complete unless an eviction raced with us */
-			if (pg_atomic_read_u64(&fleet_shared->eviction_count) != evictions)
+			if (session_evicted_since(mark))
 				continue;
 			if (!exists)
 				session_error_missing(session_id, false);
@@ -321,9 +315,9 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 		}
 		else
 		{
-			uint64		applied;
-			uint64		durable;
-			uint64		lsn = last_lsn;
+			RingChain	chain;
+			uint64		lsn;
+			FleetRecordHeader hdr;
 			bool		found_durable = false;
 
 			if (deleted)
@@ -331,17 +325,12 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 
 			durable_last = last_seq;
 			got_last = table_last;
-			LWLockAcquire(fleet_shared->reclaim_lock, LW_SHARED);
-			applied = fleet_read_pos(&fleet_shared->applied);
-			durable = fleet_read_pos(&fleet_shared->durable);
-			while (lsn != 0 && lsn >= applied)
+			ring_chain_begin(&chain, last_lsn);
+			while (ring_chain_next(&chain, &lsn, &hdr))
 			{
-				FleetRecordHeader hdr;
-
-				ring_read_header(lsn, &hdr);
 				if (!found_durable)
 				{
-					if (lsn + FLEET_REC_ALIGN(hdr.total_len) <= durable)
+					if (ring_record_durable(lsn, &hdr, chain.durable))
 					{
 						found_durable = true;
 						durable_last = hdr.seq;
@@ -353,9 +342,8 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 					break;
 				if (found_durable && hdr.seq <= upper)
 					ring = lcons(ring_read_record(lsn), ring);
-				lsn = hdr.prev_lsn;
 			}
-			LWLockRelease(fleet_shared->reclaim_lock);
+			ring_chain_end(&chain);
 
 			/* the ring part must continue the table part without a hole */
 			if (ring != NIL)
@@ -410,7 +398,7 @@ read_last_seq(const char *session_id)
 	{
 		FleetSession *entry;
 		FleetSessionInfo info;
-		uint64		evictions;
+		uint64		mark;
 
 		CHECK_FOR_INTERRUPTS();
 		LWLockAcquire(plock, LW_SHARED);
@@ -432,11 +420,10 @@ read_last_seq(const char *session_id)
 		}
 		LWLockRelease(plock);
 
-		evictions = pg_atomic_read_u64(&fleet_shared->eviction_count);
-		pg_memory_barrier();
+		mark = session_eviction_mark();
 		if (!session_load_info(session_id, &info, false))
 			session_error_missing(session_id, false);
-		if (pg_atomic_read_u64(&fleet_shared->eviction_count) == evictions)
+		if (!session_evicted_since(mark))
 			return info.last_seq;
 	}
 }
@@ -446,7 +433,7 @@ read_last_seq(const char *session_id)
  * last durable seq and, when that message is still in the ring, its time
  * and sender.  Returns false if there is no (live) entry: the tables alone
  * then know the session.  Callers that combine this with a table read
- * guard against a racing eviction with eviction_count.
+ * guard against a racing eviction with session_eviction_mark().
  */
 bool
 read_session_tail(const char *session_id, SessionTail *tail)
@@ -454,10 +441,11 @@ read_session_tail(const char *session_id, SessionTail *tail)
 	uint32		hashcode = session_hash_code(session_id);
 	LWLock	   *plock = session_partition_lock(hashcode);
 	FleetSession *entry;
-	uint64		lsn;
-	uint64		applied;
-	uint64		durable;
+	uint64		last_lsn;
 	int64		seq;
+	RingChain	chain;
+	uint64		lsn;
+	FleetRecordHeader hdr;
 
 	memset(tail, 0, sizeof(*tail));
 	LWLockAcquire(plock, LW_SHARED);
@@ -467,7 +455,7 @@ read_session_tail(const char *session_id, SessionTail *tail)
 		LWLockRelease(plock);
 		return false;
 	}
-	lsn = entry->last_lsn;
+	last_lsn = entry->last_lsn;
 	seq = entry->last_seq;
 	tail->deleted = entry->deleted;
 	LWLockRelease(plock);
@@ -476,15 +464,10 @@ read_session_tail(const char *session_id, SessionTail *tail)
 	if (tail->deleted)
 		return true;
 
-	LWLockAcquire(fleet_shared->reclaim_lock, LW_SHARED);
-	applied = fleet_read_pos(&fleet_shared->applied);
-	durable = fleet_read_pos(&fleet_shared->durable);
-	while (lsn != 0 && lsn >= applied)
+	ring_chain_begin(&chain, last_lsn);
+	while (ring_chain_next(&chain, &lsn, &hdr))
 	{
-		FleetRecordHeader hdr;
-
-		ring_read_header(lsn, &hdr);
-		if (lsn + FLEET_REC_ALIGN(hdr.total_len) <= durable)
+		if (ring_record_durable(lsn, &hdr, chain.durable))
 		{
 			char	   *buf = ring_read_record(lsn);
 			FleetRecord rec;
@@ -498,9 +481,8 @@ read_session_tail(const char *session_id, SessionTail *tail)
 			break;
 		}
 		tail->last_seq = hdr.seq - 1;
-		lsn = hdr.prev_lsn;
 	}
-	LWLockRelease(fleet_shared->reclaim_lock);
+	ring_chain_end(&chain);
 	return true;
 }
 

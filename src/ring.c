@@ -1,9 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * ring.c
- *	  Copying bytes into and out of the shared ring, across its wrap point.
+ *	  Copying bytes into and out of the shared ring, across its wrap point,
+ *	  and walking a session's chain of records through it.
  *
- * See ring.h for who may touch which bytes; nothing here takes a lock.
+ * See ring.h for who may touch which bytes.  Only the chain walk takes a
+ * lock (reclaim_lock, shared, from ring_chain_begin to ring_chain_end).
  *
  * Page tables.  A process maps a page of shared memory on its first touch
  * of it: one page fault per 4 kB page.  Appends write at the head of the
@@ -25,6 +27,7 @@
 #include <unistd.h>
 
 #include "miscadmin.h"
+#include "storage/lwlock.h"
 #include "utils/memutils.h"
 
 #include "compat.h"
@@ -163,4 +166,44 @@ ring_read_record(uint64 lsn)
 	rec = palloc(FLEET_REC_ALIGN(hdr.total_len));
 	ring_read(lsn, rec, hdr.total_len);
 	return rec;
+}
+
+/*
+ * Start a walk of a session's records at the newest, last_lsn (0: the
+ * session has none), and hold the ring still until ring_chain_end.  Every
+ * walk of the session chain goes through here, so that none forgets the
+ * lock or reads `applied` outside it.
+ */
+void
+ring_chain_begin(RingChain *chain, uint64 last_lsn)
+{
+	LWLockAcquire(fleet_shared->reclaim_lock, LW_SHARED);
+	chain->applied = fleet_read_pos(&fleet_shared->applied);
+	chain->durable = fleet_read_pos(&fleet_shared->durable);
+	chain->next = last_lsn;
+}
+
+/*
+ * The next record of the walk, one older than the last: its position in
+ * *lsn, its header in *hdr.  Returns false once the chain ends or leaves
+ * the ring.
+ */
+bool
+ring_chain_next(RingChain *chain, uint64 *lsn, FleetRecordHeader *hdr)
+{
+	if (!ring_record_live(chain->next, chain->applied))
+		return false;
+	*lsn = chain->next;
+	ring_read_header(*lsn, hdr);
+	chain->next = hdr->prev_lsn;
+	return true;
+}
+
+/*
+ * End a walk: the applier may recycle the records again.
+ */
+void
+ring_chain_end(RingChain *chain)
+{
+	LWLockRelease(fleet_shared->reclaim_lock);
 }

@@ -34,6 +34,7 @@
 
 static HTAB *session_htab = NULL;
 
+static bool session_deletion_applied(FleetSession *entry);
 static void session_fill_entry(FleetSession *entry, const FleetSessionInfo *info);
 static void session_wait_for_eviction(void);
 
@@ -89,17 +90,27 @@ session_find(const char *id, uint32 hashcode)
 }
 
 /*
+ * Has the applier carried out the deletion of this entry's session?  Then
+ * the tables are the truth for the id (it may even belong to a new session
+ * by now).
+ */
+static bool
+session_deletion_applied(FleetSession *entry)
+{
+	return entry->deleted &&
+		entry->last_lsn < fleet_read_pos(&fleet_shared->applied);
+}
+
+/*
  * Like session_find, but an entry of a deleted session whose deletion the
- * applier has already carried out counts as absent: the tables are the
- * truth for it (the id may even belong to a new session by now).
+ * applier has already carried out counts as absent.
  */
 FleetSession *
 session_find_live(const char *id, uint32 hashcode)
 {
 	FleetSession *entry = session_find(id, hashcode);
 
-	if (entry != NULL && entry->deleted &&
-		entry->last_lsn < fleet_read_pos(&fleet_shared->applied))
+	if (entry != NULL && session_deletion_applied(entry))
 		return NULL;
 	return entry;
 }
@@ -122,6 +133,31 @@ long
 session_count(void)
 {
 	return hash_get_num_entries(session_htab);
+}
+
+/*
+ * A mark to take before reading the tables for a session that has no
+ * entry.  The entry may be evicted while the read runs, with records the
+ * read's snapshot does not see yet; session_evicted_since(mark) after the
+ * read says whether that can have happened, and the reader then retries.
+ * The barrier keeps the read of the tables after the read of the mark.
+ */
+uint64
+session_eviction_mark(void)
+{
+	uint64		mark = pg_atomic_read_u64(&fleet_shared->eviction_count);
+
+	pg_memory_barrier();
+	return mark;
+}
+
+/*
+ * Has an eviction happened since session_eviction_mark() returned mark?
+ */
+bool
+session_evicted_since(uint64 mark)
+{
+	return pg_atomic_read_u64(&fleet_shared->eviction_count) != mark;
 }
 
 /*
@@ -268,13 +304,12 @@ session_acquire(const char *id, uint32 hashcode)
 	{
 		FleetSession *entry;
 		FleetSessionInfo info;
-		uint64		evictions;
+		uint64		mark;
 		bool		found;
 
 		LWLockAcquire(lock, LW_EXCLUSIVE);
 		entry = session_find(id, hashcode);
-		if (entry != NULL && entry->deleted &&
-			entry->last_lsn < fleet_read_pos(&fleet_shared->applied))
+		if (entry != NULL && session_deletion_applied(entry))
 		{
 			/* the deletion is in the tables now; they decide from here */
 			session_remove(entry);
@@ -297,8 +332,7 @@ session_acquire(const char *id, uint32 hashcode)
 		 * have removed records our snapshot did not yet see, so retry if any
 		 * happened since before the snapshot.
 		 */
-		evictions = pg_atomic_read_u64(&fleet_shared->eviction_count);
-		pg_memory_barrier();
+		mark = session_eviction_mark();
 		if (!session_load_info(id, &info, true))
 			session_error_missing(id, was_deleted);
 
@@ -310,7 +344,7 @@ session_acquire(const char *id, uint32 hashcode)
 			LWLockRelease(lock);
 			continue;
 		}
-		if (pg_atomic_read_u64(&fleet_shared->eviction_count) != evictions)
+		if (session_evicted_since(mark))
 		{
 			LWLockRelease(lock);
 			continue;
@@ -349,28 +383,25 @@ session_acquire(const char *id, uint32 hashcode)
 int64
 session_durable_last_seq(FleetSession *entry, uint64 durable, uint64 applied)
 {
-	uint64		lsn = entry->last_lsn;
 	int64		seq = entry->last_seq;
+	RingChain	chain;
+	uint64		lsn;
+	FleetRecordHeader hdr;
 
-	if (lsn == 0 || lsn < applied)
+	if (!ring_record_live(entry->last_lsn, applied))
 		return seq;
 
-	LWLockAcquire(fleet_shared->reclaim_lock, LW_SHARED);
-	applied = fleet_read_pos(&fleet_shared->applied);
-	while (lsn != 0 && lsn >= applied)
+	ring_chain_begin(&chain, entry->last_lsn);
+	while (ring_chain_next(&chain, &lsn, &hdr))
 	{
-		FleetRecordHeader hdr;
-
-		ring_read_header(lsn, &hdr);
-		if (lsn + FLEET_REC_ALIGN(hdr.total_len) <= durable)
+		if (ring_record_durable(lsn, &hdr, durable))
 		{
 			seq = hdr.seq;
 			break;
 		}
 		seq = hdr.seq - 1;
-		lsn = hdr.prev_lsn;
 	}
-	LWLockRelease(fleet_shared->reclaim_lock);
+	ring_chain_end(&chain);
 	return seq;
 }
 
@@ -394,7 +425,7 @@ session_evict(uint64 applied, bool aggressive)
 	hash_seq_init(&status, session_htab);
 	while ((entry = (FleetSession *) hash_seq_search(&status)) != NULL)
 	{
-		if (entry->last_lsn != 0 && entry->last_lsn >= applied)
+		if (ring_record_live(entry->last_lsn, applied))
 			continue;
 		if (!aggressive &&
 			!TimestampDifferenceExceeds(entry->last_used, now, FLEET_SESSION_IDLE_MS))

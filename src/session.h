@@ -15,7 +15,11 @@
  * FleetShared->eviction_count while doing so.
  *
  * Invariant: a session without an entry has no record in
- * [applied, inserted), so the tables are complete for it.
+ * [applied, inserted), so the tables are complete for it.  A reader that
+ * finds no entry and reads the tables instead brackets the read with
+ * session_eviction_mark() and session_evicted_since(): an eviction during
+ * the read may have removed an entry whose newest records the read's
+ * snapshot does not see, and it then retries.
  *
  * src/session.h
  *
@@ -65,5 +69,7 @@ extern int64 session_durable_last_seq(FleetSession *entry, uint64 durable,
 extern uint64 session_evict(uint64 applied, bool aggressive);
 extern long session_count(void);
 extern void session_remove(FleetSession *entry);
+extern uint64 session_eviction_mark(void);
+extern bool session_evicted_since(uint64 mark);
 
 #endif							/* FLEETLM_SESSION_H */
