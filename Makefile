@@ -18,6 +18,10 @@ OBJS = \
 	src/applywait.o \
 	src/applier.o \
 	src/recovery.o \
+	src/args.o \
+	src/ulid.o \
+	src/idempotency.o \
+	src/batch.o \
 	src/append.o \
 	src/read.o \
 	src/api.o \

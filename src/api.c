@@ -1,8 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * api.c
- *	  The conversation API around the log: get_session, list_sessions,
- *	  mark_read, inbox and wait_for_messages.
+ *	  The conversation API around the log: create_session, get_session,
+ *	  list_sessions, mark_read, inbox and wait_for_messages.
+ *
+ * create_session is an ordinary transactional insert into
+ * fleetlm.sessions.  An id whose deletion went through the log but is not
+ * applied yet still has its row there, so creating a session under it
+ * first waits for the applier.
  *
  * Session listings read fleetlm.sessions (and the newest applied message
  * of each session) on a fresh snapshot, then overlay what only the session
@@ -38,13 +43,17 @@
 #include "utils/timestamp.h"
 
 #include "append.h"
+#include "applywait.h"
+#include "args.h"
 #include "fleetlm.h"
 #include "longpoll.h"
 #include "read.h"
 #include "session.h"
 #include "shmem.h"
 #include "spi_util.h"
+#include "ulid.h"
 
+PG_FUNCTION_INFO_V1(fleetlm_create_session);
 PG_FUNCTION_INFO_V1(fleetlm_get_session);
 PG_FUNCTION_INFO_V1(fleetlm_list_sessions);
 PG_FUNCTION_INFO_V1(fleetlm_mark_read);
@@ -54,6 +63,7 @@ PG_FUNCTION_INFO_V1(fleetlm_wait_for_messages);
 #define API_MAX_COUNT		100000
 #define API_MAX_WAIT_MS		(24 * 3600 * 1000L)
 #define API_RETRIES			1000
+#define API_SESSION_NATTS	6	/* columns of fleetlm.session_info */
 
 /* One session as the listings see it, tables and session table combined */
 typedef struct SessionRow
@@ -87,8 +97,10 @@ static int	api_session_rows(SessionQuery q, Datum *args, char *nulls,
 static void api_check_count(int32 max_count);
 static int	api_row_cmp_activity(const void *a, const void *b);
 static TimestampTz api_activity(const SessionRow *r);
+static void api_session_values(SessionRow *r, Datum *values, bool *nulls);
 static Datum api_session_tuple(TupleDesc desc, SessionRow *r);
 static void api_before_exists(const char *before_id);
+static void api_wait_deletion(const char *session_id);
 
 static void
 api_check_count(int32 max_count)
@@ -129,20 +141,19 @@ api_read_sessions(SessionQuery q, Datum *args, char *nulls, SessionRow **rows)
 	fleet_spi_connect(&spi);
 	if (plans[q] == NULL)
 	{
-		char		sql[2048];
+		char	   *sql;
 
-		snprintf(sql, sizeof(sql),
-				 "SELECT s.session_id, s.user_id, s.agent_id, s.metadata, s.created_at,"
-				 "       lm.seq, lm.inserted_at, lm.sender_id, c.last_read_seq"
-				 " FROM fleetlm.sessions s"
-				 " LEFT JOIN LATERAL (SELECT m.seq, m.inserted_at, m.sender_id"
-				 "    FROM fleetlm.messages m"
-				 "   WHERE m.session_id OPERATOR(pg_catalog.=) s.session_id"
-				 "   ORDER BY m.seq DESC LIMIT 1) lm ON true"
-				 " LEFT JOIN fleetlm.cursors c"
-				 "   ON c.session_id OPERATOR(pg_catalog.=) s.session_id"
-				 "  AND c.participant_id OPERATOR(pg_catalog.=) s.user_id"
-				 "%s", where[q]);
+		sql = psprintf("SELECT s.session_id, s.user_id, s.agent_id, s.metadata, s.created_at,"
+					   "       lm.seq, lm.inserted_at, lm.sender_id, c.last_read_seq"
+					   " FROM fleetlm.sessions s"
+					   " LEFT JOIN LATERAL (SELECT m.seq, m.inserted_at, m.sender_id"
+					   "    FROM fleetlm.messages m"
+					   "   WHERE m.session_id OPERATOR(pg_catalog.=) s.session_id"
+					   "   ORDER BY m.seq DESC LIMIT 1) lm ON true"
+					   " LEFT JOIN fleetlm.cursors c"
+					   "   ON c.session_id OPERATOR(pg_catalog.=) s.session_id"
+					   "  AND c.participant_id OPERATOR(pg_catalog.=) s.user_id"
+					   "%s", where[q]);
 		(void) fleet_spi_plan(&plans[q], sql, nargs[q], argtypes[q]);
 	}
 	ret = SPI_execute_snapshot(plans[q], args, nulls, GetLatestSnapshot(),
@@ -262,20 +273,112 @@ api_row_cmp_activity(const void *a, const void *b)
 	return -strcmp(ra->session_id, rb->session_id);
 }
 
-/* A fleetlm.session_info tuple */
-static Datum
-api_session_tuple(TupleDesc desc, SessionRow *r)
+/* The columns of a fleetlm.session_info row, none of them NULL */
+static void
+api_session_values(SessionRow *r, Datum *values, bool *nulls)
 {
-	Datum		values[6];
-	bool		nulls[6] = {false, false, false, false, false, false};
-
+	memset(nulls, 0, API_SESSION_NATTS * sizeof(bool));
 	values[0] = CStringGetTextDatum(r->session_id);
 	values[1] = CStringGetTextDatum(r->user_id);
 	values[2] = CStringGetTextDatum(r->agent_id);
 	values[3] = r->metadata;
 	values[4] = TimestampTzGetDatum(r->created_at);
 	values[5] = Int64GetDatum(r->last_seq);
+}
+
+/* A fleetlm.session_info tuple */
+static Datum
+api_session_tuple(TupleDesc desc, SessionRow *r)
+{
+	Datum		values[API_SESSION_NATTS];
+	bool		nulls[API_SESSION_NATTS];
+
+	api_session_values(r, values, nulls);
 	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+/*
+ * If the id belongs to a deleted session whose deletion the applier has not
+ * carried out yet, wait until it has: its row is still in the table.
+ */
+static void
+api_wait_deletion(const char *session_id)
+{
+	uint32		hashcode;
+	LWLock	   *plock;
+	FleetSession *entry;
+	uint64		tombstone = 0;
+
+	if (fleet_shared == NULL ||
+		pg_atomic_read_u32(&fleet_shared->state) != FLEET_STATE_READY)
+		return;
+	hashcode = session_hash_code(session_id);
+	plock = session_partition_lock(hashcode);
+	LWLockAcquire(plock, LW_SHARED);
+	entry = session_find_live(session_id, hashcode);
+	if (entry != NULL && entry->deleted)
+		tombstone = entry->last_lsn;
+	LWLockRelease(plock);
+	if (tombstone != 0)
+		applywait_applied(tombstone + 1, "the deletion of a session with this id");
+}
+
+/*
+ * fleetlm.create_session(user_id, agent_id, metadata, session_id) -> text
+ *
+ * Transactional, unlike append: the session row is an ordinary insert.
+ */
+Datum
+fleetlm_create_session(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	char	   *user_id = args_text(fcinfo, 0, "user_id");
+	char	   *agent_id = args_text(fcinfo, 1, "agent_id");
+	Jsonb	   *metadata = args_jsonb(fcinfo, 2, "metadata");
+	char	   *session_id;
+	char		ulid[ULID_LEN + 1];
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[4];
+	FleetSpiContext spi;
+	int			ret;
+
+	fleetlm_require_shmem();
+	fleetlm_require_database();
+	args_check_id(user_id, "user_id");
+	args_check_id(agent_id, "agent_id");
+	args_check_object(metadata, "metadata");
+	session_id = args_text_or_null(fcinfo, 3);
+	if (session_id == NULL)
+	{
+		ulid_generate(ulid);
+		session_id = ulid;
+	}
+	else
+	{
+		args_check_id(session_id, "session_id");
+		api_wait_deletion(session_id);
+	}
+
+	fleet_spi_connect(&spi);
+	plan = fleet_spi_plan(&plan,
+						  "INSERT INTO fleetlm.sessions (session_id, user_id, agent_id, metadata)"
+						  " VALUES ($1, $2, $3, $4) ON CONFLICT (session_id) DO NOTHING",
+						  4, argtypes);
+	values[0] = CStringGetTextDatum(session_id);
+	values[1] = CStringGetTextDatum(user_id);
+	values[2] = CStringGetTextDatum(agent_id);
+	values[3] = JsonbPGetDatum(metadata);
+	ret = SPI_execute_plan(plan, values, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "fleetlm: insert into fleetlm.sessions failed: %s",
+			 SPI_result_code_string(ret));
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("fleetlm session \"%s\" already exists", session_id)));
+	fleet_spi_finish(&spi);
+
+	PG_RETURN_TEXT_P(cstring_to_text(session_id));
 }
 
 /*
@@ -284,15 +387,15 @@ api_session_tuple(TupleDesc desc, SessionRow *r)
 Datum
 fleetlm_get_session(PG_FUNCTION_ARGS)
 {
-	char	   *session_id = fleet_arg_text(fcinfo, 0, "session_id");
+	char	   *session_id = args_text(fcinfo, 0, "session_id");
 	TupleDesc	desc;
 	SessionRow *rows;
 	Datum		args[1];
 	int			n;
 
-	session_check_id("session_id", session_id);
+	args_check_id(session_id, "session_id");
 	fleetlm_wait_ready();
-	fleet_read_own_writes();
+	append_read_own_writes();
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	desc = BlessTupleDesc(desc);
@@ -306,6 +409,9 @@ fleetlm_get_session(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(api_session_tuple(desc, &rows[0]));
 }
 
+/*
+ * list_sessions' before_id must name an existing session: an error if not.
+ */
 static void
 api_before_exists(const char *before_id)
 {
@@ -329,9 +435,9 @@ api_before_exists(const char *before_id)
 Datum
 fleetlm_list_sessions(PG_FUNCTION_ARGS)
 {
-	char	   *user_id = fleet_arg_text(fcinfo, 0, "user_id");
+	char	   *user_id = args_text(fcinfo, 0, "user_id");
 	int32		max_count;
-	char	   *before_id = NULL;
+	char	   *before_id;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	SessionRow *rows;
 	Datum		args[3];
@@ -340,16 +446,14 @@ fleetlm_list_sessions(PG_FUNCTION_ARGS)
 	int			n;
 	int			emitted = 0;
 
-	max_count = fleet_arg_int32(fcinfo, 1, "max_count");
-	session_check_id("user_id", user_id);
+	max_count = args_int32(fcinfo, 1, "max_count");
+	args_check_id(user_id, "user_id");
 	api_check_count(max_count);
-	if (!PG_ARGISNULL(2))
-	{
-		before_id = text_to_cstring(PG_GETARG_TEXT_PP(2));
-		session_check_id("before_id", before_id);
-	}
+	before_id = args_text_or_null(fcinfo, 2);
+	if (before_id != NULL)
+		args_check_id(before_id, "before_id");
 	fleetlm_wait_ready();
-	fleet_read_own_writes();
+	append_read_own_writes();
 	if (before_id)
 		api_before_exists(before_id);
 	InitMaterializedSRF(fcinfo, 0);
@@ -370,17 +474,12 @@ fleetlm_list_sessions(PG_FUNCTION_ARGS)
 
 	for (int i = 0; i < n && emitted < max_count; i++)
 	{
-		Datum		values[6];
-		bool		isnull[6] = {false, false, false, false, false, false};
+		Datum		values[API_SESSION_NATTS];
+		bool		isnull[API_SESSION_NATTS];
 
 		if (rows[i].deleted)
 			continue;
-		values[0] = CStringGetTextDatum(rows[i].session_id);
-		values[1] = CStringGetTextDatum(rows[i].user_id);
-		values[2] = CStringGetTextDatum(rows[i].agent_id);
-		values[3] = rows[i].metadata;
-		values[4] = TimestampTzGetDatum(rows[i].created_at);
-		values[5] = Int64GetDatum(rows[i].last_seq);
+		api_session_values(&rows[i], values, isnull);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
 		emitted++;
 	}
@@ -395,7 +494,7 @@ fleetlm_list_sessions(PG_FUNCTION_ARGS)
 Datum
 fleetlm_inbox(PG_FUNCTION_ARGS)
 {
-	char	   *user_id = fleet_arg_text(fcinfo, 0, "user_id");
+	char	   *user_id = args_text(fcinfo, 0, "user_id");
 	int32		max_count;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	SessionRow *rows;
@@ -403,11 +502,11 @@ fleetlm_inbox(PG_FUNCTION_ARGS)
 	int			n;
 	int			emitted = 0;
 
-	max_count = fleet_arg_int32(fcinfo, 1, "max_count");
-	session_check_id("user_id", user_id);
+	max_count = args_int32(fcinfo, 1, "max_count");
+	args_check_id(user_id, "user_id");
 	api_check_count(max_count);
 	fleetlm_wait_ready();
-	fleet_read_own_writes();
+	append_read_own_writes();
 	InitMaterializedSRF(fcinfo, 0);
 
 	args[0] = CStringGetTextDatum(user_id);
@@ -455,8 +554,8 @@ Datum
 fleetlm_mark_read(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr plan = NULL;
-	char	   *session_id = fleet_arg_text(fcinfo, 0, "session_id");
-	char	   *participant_id = fleet_arg_text(fcinfo, 1, "participant_id");
+	char	   *session_id = args_text(fcinfo, 0, "session_id");
+	char	   *participant_id = args_text(fcinfo, 1, "participant_id");
 	int64		seq;
 	int64		last;
 	int64		stored;
@@ -466,16 +565,16 @@ fleetlm_mark_read(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int			ret;
 
-	seq = fleet_arg_int64(fcinfo, 2, "last_seq");
-	session_check_id("session_id", session_id);
-	session_check_id("participant_id", participant_id);
+	seq = args_int64(fcinfo, 2, "last_seq");
+	args_check_id(session_id, "session_id");
+	args_check_id(participant_id, "participant_id");
 	if (seq < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("last_seq must not be negative: " INT64_FORMAT, seq)));
 
 	fleetlm_wait_ready();
-	fleet_read_own_writes();
+	append_read_own_writes();
 	last = read_last_seq(session_id);
 	if (seq > last)
 		ereport(ERROR,
@@ -515,7 +614,7 @@ fleetlm_mark_read(PG_FUNCTION_ARGS)
 Datum
 fleetlm_wait_for_messages(PG_FUNCTION_ARGS)
 {
-	char	   *session_id = fleet_arg_text(fcinfo, 0, "session_id");
+	char	   *session_id = args_text(fcinfo, 0, "session_id");
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int64		after_seq;
 	int32		max_count;
@@ -525,14 +624,11 @@ fleetlm_wait_for_messages(PG_FUNCTION_ARGS)
 	uint32		hashcode;
 	LWLock	   *plock;
 
-	after_seq = fleet_arg_int64(fcinfo, 1, "after_seq");
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("timeout must not be NULL")));
+	after_seq = args_int64(fcinfo, 1, "after_seq");
+	args_not_null(fcinfo, 2, "timeout");
 	timeout = PG_GETARG_INTERVAL_P(2);
-	max_count = fleet_arg_int32(fcinfo, 3, "max_count");
-	session_check_id("session_id", session_id);
+	max_count = args_int32(fcinfo, 3, "max_count");
+	args_check_id(session_id, "session_id");
 	read_check_range(after_seq, max_count);
 
 	/* months and days as 30 and 24 hours, as interval comparison does */
@@ -555,7 +651,7 @@ fleetlm_wait_for_messages(PG_FUNCTION_ARGS)
 						DatumGetCString(DirectFunctionCall1(interval_out, PointerGetDatum(timeout))))));
 
 	fleetlm_wait_ready();
-	fleet_read_own_writes();
+	append_read_own_writes();
 	InitMaterializedSRF(fcinfo, 0);
 	deadline = GetCurrentTimestamp() + timeout_us;
 	hashcode = session_hash_code(session_id);

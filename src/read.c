@@ -6,9 +6,9 @@
  *
  * A read first queries fleetlm.messages on a fresh snapshot, then, if it
  * came up short and the session table says more exist, walks the session's
- * chain of records backwards through the ring (holding reclaim_lock shared,
- * so the applier cannot recycle what we read) and takes the durable records
- * past the table's last seq.  Seqs are gapless, so the union must run
+ * chain of records backwards through the ring (ring_chain_begin: under
+ * reclaim_lock shared, so the applier cannot recycle what we read) and
+ * takes the durable records past the table's last seq.  Seqs are gapless, so the union must run
  * without a hole up to the session's last durable seq; if the applier
  * committed between the two steps a hole shows, and the read is retried on
  * a new snapshot.  A record that is not yet durable is never returned.
@@ -31,6 +31,7 @@
 #include "utils/snapmgr.h"
 
 #include "append.h"
+#include "args.h"
 #include "fleetlm.h"
 #include "read.h"
 #include "record.h"
@@ -145,6 +146,10 @@ read_table(const char *session_id, int64 after_seq, int32 max_count,
 	return exists;
 }
 
+/*
+ * Put a decoded record from the ring into `store` as a fleetlm.messages
+ * row, the same row the applier will insert for it.
+ */
 static void
 read_put_record(Tuplestorestate *store, TupleDesc desc, FleetRecord *rec)
 {
@@ -492,18 +497,18 @@ read_session_tail(const char *session_id, SessionTail *tail)
 Datum
 fleetlm_messages(PG_FUNCTION_ARGS)
 {
-	char	   *session_id = fleet_arg_text(fcinfo, 0, "session_id");
+	char	   *session_id = args_text(fcinfo, 0, "session_id");
 	int64		after_seq;
 	int32		max_count;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
-	after_seq = fleet_arg_int64(fcinfo, 1, "after_seq");
-	max_count = fleet_arg_int32(fcinfo, 2, "max_count");
-	session_check_id("session_id", session_id);
+	after_seq = args_int64(fcinfo, 1, "after_seq");
+	max_count = args_int32(fcinfo, 2, "max_count");
+	args_check_id(session_id, "session_id");
 	read_check_range(after_seq, max_count);
 
 	fleetlm_wait_ready();
-	fleet_read_own_writes();
+	append_read_own_writes();
 	InitMaterializedSRF(fcinfo, 0);
 	(void) read_messages(session_id, after_seq, max_count,
 						 rsinfo->setResult, rsinfo->setDesc);
@@ -516,10 +521,10 @@ fleetlm_messages(PG_FUNCTION_ARGS)
 Datum
 fleetlm_last_seq(PG_FUNCTION_ARGS)
 {
-	char	   *session_id = fleet_arg_text(fcinfo, 0, "session_id");
+	char	   *session_id = args_text(fcinfo, 0, "session_id");
 
-	session_check_id("session_id", session_id);
+	args_check_id(session_id, "session_id");
 	fleetlm_wait_ready();
-	fleet_read_own_writes();
+	append_read_own_writes();
 	PG_RETURN_INT64(read_last_seq(session_id));
 }

@@ -2,7 +2,8 @@
  *
  * session.c
  *	  The partitioned shared session table: lookup, load from the tables on
- *	  a miss, and eviction of idle, fully applied sessions.
+ *	  a miss, eviction of idle, fully applied sessions, and the eviction
+ *	  marks that guard readers of the tables against a racing eviction.
  *
  * See session.h for the locking rules and the invariant that makes a load
  * from the tables correct.
@@ -62,6 +63,10 @@ session_shmem_init(void)
 								 HASH_ELEM | HASH_STRINGS | HASH_PARTITION);
 }
 
+/*
+ * The hash code of session `id`, which selects its partition lock; ids
+ * longer than a key hash as their first FLEETLM_ID_MAXLEN bytes.
+ */
 uint32
 session_hash_code(const char *id)
 {
@@ -176,26 +181,6 @@ session_error_missing(const char *id, bool deleted)
 }
 
 /*
- * Reject a NULL-free id that is empty or too long to be a session key.
- * `what` names the argument in the message.
- */
-void
-session_check_id(const char *what, const char *id)
-{
-	size_t		len = strlen(id);
-
-	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be empty", what)));
-	if (len > FLEETLM_ID_MAXLEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
-				 errmsg("%s is too long (%zu bytes; the limit is %d)",
-						what, len, FLEETLM_ID_MAXLEN)));
-}
-
-/*
  * Read session `id` from the tables: its parties and its largest applied
  * seq.  Returns false if the session does not exist.  For an append, a
  * session created by the current, uncommitted transaction is an error: the
@@ -259,6 +244,10 @@ session_load_info(const char *id, FleetSessionInfo *info, bool for_append)
 	return found;
 }
 
+/*
+ * Initialize a new entry from what session_load_info read: no record of
+ * the session is in the ring yet.
+ */
 static void
 session_fill_entry(FleetSession *entry, const FleetSessionInfo *info)
 {

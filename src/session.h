@@ -62,7 +62,6 @@ extern FleetSession *session_find_live(const char *id, uint32 hashcode);
 extern FleetSession *session_acquire(const char *id, uint32 hashcode);
 extern bool session_load_info(const char *id, FleetSessionInfo *info,
 							  bool for_append);
-extern void session_check_id(const char *what, const char *id);
 extern void session_error_missing(const char *id, bool deleted) pg_attribute_noreturn();
 extern int64 session_durable_last_seq(FleetSession *entry, uint64 durable,
 									  uint64 applied);
