@@ -80,7 +80,6 @@ typedef struct AppendWrite
 
 static void append_check_writer(void);
 static void append_write(AppendWrite *w);
-static void append_wait_durable(uint64 end, const char *session_id, int64 seq);
 static void append_finish(AppendWrite *w);
 
 /*
@@ -248,37 +247,6 @@ append_write(AppendWrite *w)
 }
 
 /*
- * Sleep until the log is durable up to `end`.  A cancel or termination
- * while waiting says, as synchronous replication does, that the message
- * may still become durable, then lets the error through; results that a
- * pipeline held back for this wait are dropped (pipeline_abandon).
- */
-static void
-append_wait_durable(uint64 end, const char *session_id, int64 seq)
-{
-	if (fleet_read_pos(&fleet_shared->durable) >= end)
-		return;
-
-	PG_TRY();
-	{
-		(void) walwriter_flush_for(end, false);
-	}
-	PG_CATCH();
-	{
-		pipeline_abandon();
-		/* nobody may be flushing for us now: let the writer do it */
-		walwriter_wake();
-		ereport(WARNING,
-				(errcode(ERRCODE_QUERY_CANCELED),
-				 errmsg("canceled the wait for durability of message " INT64_FORMAT " of fleetlm session \"%s\"",
-						seq, session_id),
-				 errdetail("The message was appended and may still become durable.")));
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-}
-
-/*
  * After a write: wake the writer (and the applier if the backlog is
  * large), then wait for durability unless synchronous_append is off.  A
  * duplicate found by its key waits too if its record is not durable yet.
@@ -294,8 +262,6 @@ append_finish(AppendWrite *w)
 
 	if (fleetlm_synchronous_append || w->is_delete)
 	{
-		uint64		end;
-
 		/*
 		 * More of the client's pipeline is waiting: wait once, later.  The
 		 * writer starts on the records meanwhile.
@@ -307,9 +273,7 @@ append_finish(AppendWrite *w)
 			return;
 		}
 		/* we flush ourselves if nobody else is: no writer round trip */
-		end = Max(w->end, pipeline_owed_position());
-		append_wait_durable(end, w->session_id, w->first_seq + w->nrec - 1);
-		pipeline_done(end);
+		pipeline_wait_durable(w->end, w->session_id, w->first_seq + w->nrec - 1);
 	}
 	else if (!w->duplicate)
 		walwriter_wake();

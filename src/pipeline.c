@@ -91,6 +91,7 @@ static void pipeline_sigquit(SIGNAL_ARGS);
 static void pipeline_emit_log(ErrorData *edata);
 static void pipeline_xact_callback(XactEvent event, void *arg);
 static bool pipeline_settle_nothrow(void);
+static void pipeline_done(uint64 durable);
 static void pipeline_release(void);
 static void pipeline_hold(char msgtype, const char *s, size_t len);
 static void pipeline_comm_reset(void);
@@ -189,34 +190,55 @@ pipeline_abandon(void)
 }
 
 /*
- * Wait, interruptibly, until what is owed is durable; then the held-back
- * output may go.  A cancel or termination abandons the held-back results
- * and raises its error with a WARNING that the messages may still become
- * durable.
+ * Wait, interruptibly, until the log is durable up to `end` and up to what
+ * this backend owes; then the held-back output may go.  A cancel or
+ * termination abandons the held-back results and raises its error with a
+ * WARNING, as synchronous replication does, that the message of seq `seq`
+ * of `session_id` (or, without a session, the pipelined messages) was
+ * appended and may still become durable.
+ */
+void
+pipeline_wait_durable(uint64 end, const char *session_id, int64 seq)
+{
+	end = Max(end, pipeline_owed);
+	if (fleet_read_pos(&fleet_shared->durable) < end)
+	{
+		PG_TRY();
+		{
+			(void) walwriter_flush_for(end, false);
+		}
+		PG_CATCH();
+		{
+			pipeline_abandon();
+			/* nobody may be flushing for us now: let the writer do it */
+			walwriter_wake();
+			if (session_id != NULL)
+				ereport(WARNING,
+						(errcode(ERRCODE_QUERY_CANCELED),
+						 errmsg("canceled the wait for durability of message " INT64_FORMAT " of fleetlm session \"%s\"",
+								seq, session_id),
+						 errdetail("The message was appended and may still become durable.")));
+			else
+				ereport(WARNING,
+						(errcode(ERRCODE_QUERY_CANCELED),
+						 errmsg("canceled the wait for durability of pipelined fleetlm appends"),
+						 errdetail("Their results were not sent; the messages were appended and may still become durable.")));
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	pipeline_done(end);
+}
+
+/*
+ * Settle what this backend owes, if anything (before a read of its own
+ * writes, and at pre-commit).
  */
 void
 pipeline_settle(void)
 {
-	uint64		owed = pipeline_owed;
-
-	if (owed == 0)
-		return;
-	PG_TRY();
-	{
-		(void) walwriter_flush_for(owed, false);
-	}
-	PG_CATCH();
-	{
-		pipeline_abandon();
-		walwriter_wake();
-		ereport(WARNING,
-				(errcode(ERRCODE_QUERY_CANCELED),
-				 errmsg("canceled the wait for durability of pipelined fleetlm appends"),
-				 errdetail("Their results were not sent; the messages were appended and may still become durable.")));
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	pipeline_done(owed);
+	if (pipeline_owed != 0)
+		pipeline_wait_durable(pipeline_owed, NULL, 0);
 }
 
 /*
@@ -397,21 +419,11 @@ pipeline_defer(uint64 end)
 }
 
 /*
- * This backend's deferred appends, if any: the log position they need
- * durable (0 if none).
- */
-uint64
-pipeline_owed_position(void)
-{
-	return pipeline_owed;
-}
-
-/*
  * Durability up to `durable` was waited for by an interruptible wait;
  * forget what that covers.  The held-back output goes out with the next
  * message or flush.
  */
-void
+static void
 pipeline_done(uint64 durable)
 {
 	if (pipeline_owed != 0 && pipeline_owed <= durable)

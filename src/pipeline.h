@@ -12,9 +12,8 @@
 
 extern bool pipeline_can_defer(void);
 extern void pipeline_defer(uint64 end);
-extern uint64 pipeline_owed_position(void);
-extern void pipeline_done(uint64 durable);
 extern void pipeline_settle(void);
+extern void pipeline_wait_durable(uint64 end, const char *session_id, int64 seq);
 extern void pipeline_abandon(void);
 
 #endif							/* FLEETLM_PIPELINE_H */
