@@ -29,11 +29,13 @@ ok($node->poll_query_until('postgres',
 fleet_query($node, "ALTER DATABASE postgres SET statement_timeout = '1ms'");
 fleet_query($node, "ALTER DATABASE postgres SET search_path = nowhere");
 fleet_query($node, "ALTER DATABASE postgres SET default_transaction_read_only = on");
-# our own sessions opt out of the defaults
+# our own sessions opt out of the defaults (client options win over
+# database defaults, from the first statement on); the applier cannot
 sub q_own
 {
 	my ($sql) = @_;
-	return fleet_query($node, "SET statement_timeout = 0; SET default_transaction_read_only = off; $sql");
+	local $ENV{PGOPTIONS} = '-c statement_timeout=0 -c default_transaction_read_only=off';
+	return fleet_query($node, $sql);
 }
 my $pid = q_own('SELECT applier_pid FROM fleetlm.stat');
 q_own("SELECT pg_terminate_backend($pid)");
@@ -45,9 +47,7 @@ for (1 .. 100)
 	sleep 0.1;
 }
 ok($back, 'the applier came back after pg_terminate_backend');
-my ($ret, $out, $err) = $node->psql('postgres',
-	"SET default_transaction_read_only = off; SET statement_timeout = 0;"
-	  . " SELECT fleetlm.append('st-2', 'u-1', 'text', '{\"m\": \"ro\"}'); SELECT fleetlm.flush();"
+my $out = q_own("SELECT fleetlm.append('st-2', 'u-1', 'text', '{\"m\": \"ro\"}'); SELECT fleetlm.flush();"
 	  . " SELECT count(*) FROM fleetlm.messages WHERE content->>'m' = 'ro'");
 is((split /\n/, $out)[-1], '1', 'with a read-only, 1 ms statement_timeout database default, the applier still applies');
 is(q_own('SELECT applier_errors FROM fleetlm.stat'), '0', 'without a single failed batch');
