@@ -622,7 +622,9 @@ applier_main(Datum main_arg)
 			if (crowded ||
 				TimestampDifferenceExceeds(last_evict, now, APPLIER_EVICT_EVERY_MS))
 			{
-				(void) session_evict(applied, crowded);
+				/* backends waiting for a free entry wait on applied_cv */
+				if (session_evict(applied, crowded) > 0)
+					ConditionVariableBroadcast(&fleet_shared->applied_cv);
 				last_evict = now;
 			}
 		}

@@ -261,7 +261,7 @@ session_fill_entry(FleetSession *entry, const FleetSessionInfo *info)
 
 /*
  * The table is full: ask the applier to evict and wait for one of its
- * cycles.
+ * cycles (it broadcasts applied_cv after applying and after evicting).
  */
 static void
 session_wait_for_eviction(void)
@@ -286,7 +286,7 @@ FleetSession *
 session_acquire(const char *id, uint32 hashcode)
 {
 	LWLock	   *lock = session_partition_lock(hashcode);
-	int			full_retries = 0;
+	TimestampTz full_since = 0;
 	bool		was_deleted = false;
 
 	for (;;)
@@ -347,7 +347,15 @@ session_acquire(const char *id, uint32 hashcode)
 		if (entry == NULL)
 		{
 			LWLockRelease(lock);
-			if (full_retries++ < 3)
+
+			/*
+			 * Wait for the applier to apply and evict, a few of its cycles
+			 * and at least a second, then give up: never wait unbounded.
+			 */
+			if (full_since == 0)
+				full_since = GetCurrentTimestamp();
+			if (!TimestampDifferenceExceeds(full_since, GetCurrentTimestamp(),
+											Max(1000, 3 * fleetlm_flush_interval_ms + 300)))
 			{
 				session_wait_for_eviction();
 				continue;
