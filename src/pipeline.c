@@ -43,8 +43,8 @@
  * are sent): it never services interrupts.  If a cancel or
  * statement_timeout arrives while it waits, the held-back output cannot be
  * delivered and the client would hang without it, so the connection is
- * closed with a FATAL error saying why; on termination (any FATAL error,
- * seen through emit_log_hook before its message is sent), or when the
+ * closed with a FATAL error saying why; on termination (any FATAL error:
+ * its ErrorResponse is recognised as it is put), or when the
  * process is exiting or quitting (SIGQUIT, crash of another backend), the
  * held-back output is dropped without any wait or I/O.
  *
@@ -84,11 +84,9 @@ static StringInfoData pipeline_held;
 /* SIGQUIT arrived: never wait, never send what is held */
 static volatile sig_atomic_t pipeline_quitting = false;
 
-static emit_log_hook_type pipeline_prev_emit_log_hook = NULL;
-
 static void pipeline_install(void);
 static void pipeline_sigquit(SIGNAL_ARGS);
-static void pipeline_emit_log(ErrorData *edata);
+static bool pipeline_is_fatal_error(char msgtype, const char *s, size_t len);
 static void pipeline_xact_callback(XactEvent event, void *arg);
 static bool pipeline_settle_nothrow(void);
 static void pipeline_done(uint64 durable);
@@ -117,8 +115,6 @@ pipeline_install(void)
 	MemoryContextSwitchTo(old);
 
 	RegisterXactCallback(pipeline_xact_callback, NULL);
-	pipeline_prev_emit_log_hook = emit_log_hook;
-	emit_log_hook = pipeline_emit_log;
 	pqsignal(SIGQUIT, pipeline_sigquit);
 
 	pipeline_orig = PqCommMethods;
@@ -146,18 +142,32 @@ pipeline_sigquit(SIGNAL_ARGS)
 }
 
 /*
- * A FATAL error is about to be sent (termination, for one): the process
- * ends without waiting for anything, so the held-back results can never be
- * sent; drop them now, before the error message goes out behind them.
- * (Called by EmitErrorReport for every message logged on the server.)
+ * Is this protocol message the ErrorResponse of a FATAL (or PANIC) error?
+ * The process ends right after sending it (termination, for one) without
+ * waiting for anything, so the results held back can never be sent: they
+ * are dropped, and the error goes out alone.  Its severity is read from
+ * the message itself (field 'V', not localized), so this holds whatever
+ * the logging settings are.
  */
-static void
-pipeline_emit_log(ErrorData *edata)
+static bool
+pipeline_is_fatal_error(char msgtype, const char *s, size_t len)
 {
-	if (edata->elevel >= FATAL)
-		pipeline_abandon();
-	if (pipeline_prev_emit_log_hook)
-		pipeline_prev_emit_log_hook(edata);
+	size_t		off = 0;
+
+	if (msgtype != 'E')
+		return false;
+	while (off < len && s[off] != '\0')
+	{
+		char		field = s[off++];
+		const char *value = s + off;
+		size_t		vlen = strnlen(value, len - off);
+
+		if (field == 'V')
+			return (vlen == 5 && memcmp(value, "FATAL", 5) == 0) ||
+				(vlen == 5 && memcmp(value, "PANIC", 5) == 0);
+		off += vlen + 1;
+	}
+	return false;
 }
 
 /*
@@ -350,6 +360,11 @@ pipeline_putmessage(char msgtype, const char *s, size_t len)
 			/* say nothing more than what is already safe to say */
 			pipeline_abandon();
 			return EOF;
+		}
+		if (pipeline_is_fatal_error(msgtype, s, len))
+		{
+			pipeline_abandon();
+			return pipeline_orig->putmessage(msgtype, s, len);
 		}
 		pipeline_hold(msgtype, s, len);
 		if (pipeline_held.len < PIPELINE_MAX_HELD)
