@@ -26,12 +26,14 @@ OBJS = \
 	src/read.o \
 	src/api.o \
 	src/pipeline.o \
-	src/admin.o
+	src/admin.o \
+	src/agent_stream.o
 
 DATA = sql/fleetlm--1.0.sql
 PGFILEDESC = "fleetlm - durable conversation store for LLM agents"
 
-REGRESS = fleetlm_setup fleetlm_core fleetlm_api fleetlm_roles fleetlm_errors
+REGRESS = fleetlm_setup fleetlm_core fleetlm_api fleetlm_roles fleetlm_errors \
+	fleetlm_agent_stream
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --load-extension=fleetlm
 
 PG_CPPFLAGS = -I$(srcdir)/src

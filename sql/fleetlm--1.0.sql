@@ -258,3 +258,25 @@ AS 'MODULE_PATHNAME', 'fleetlm_created'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION fleetlm._created() FROM PUBLIC;
 SELECT fleetlm._created();
+
+-------------------------------------------------------------------------
+-- The agent engine's reply parser and compactor (src/agent_stream.c), as a
+-- function for tests and for debugging an agent: the reply body is fed in
+-- awkward slices (1, 2, 3, 7, 13, 31, 64 bytes in turn, so lines, CRLFs,
+-- SSE events and UTF-8 sequences are split everywhere) and compacted into
+-- one assistant message.  It reads no data, so readers may run it.
+-- IMMUTABLE: the result depends on the arguments alone; when the reply has
+-- no start.messageId, the message id is "msg-" and a hash of the body.
+-------------------------------------------------------------------------
+
+CREATE FUNCTION fleetlm.compact_agent_reply(
+    body        text,
+    protocol    text    DEFAULT 'fleetlm',
+    max_line    integer DEFAULT 1048576,
+    max_bytes   integer DEFAULT 16777216)
+RETURNS TABLE(message jsonb, complete boolean, aborted boolean, error text,
+              chunks integer)
+AS 'MODULE_PATHNAME', 'fleetlm_compact_agent_reply'
+LANGUAGE C IMMUTABLE PARALLEL SAFE ROWS 1;
+REVOKE ALL ON FUNCTION fleetlm.compact_agent_reply(text, text, integer, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION fleetlm.compact_agent_reply(text, text, integer, integer) TO fleetlm_reader;
