@@ -27,7 +27,12 @@ OBJS = \
 	src/api.o \
 	src/pipeline.o \
 	src/admin.o \
-	src/agent_stream.o
+	src/agent_json.o \
+	src/agent_parts.o \
+	src/agent_compact.o \
+	src/agent_openai.o \
+	src/agent_stream.o \
+	src/agent_sql.o
 
 DATA = sql/fleetlm--1.0.sql
 PGFILEDESC = "fleetlm - durable conversation store for LLM agents"
