@@ -260,7 +260,8 @@ REVOKE ALL ON FUNCTION fleetlm._created() FROM PUBLIC;
 SELECT fleetlm._created();
 
 -------------------------------------------------------------------------
--- The agent engine's reply parser and compactor (src/agent_stream.c; the SQL entry point is in src/agent_sql.c), as a
+-- The agent engine's reply parser and compactor (src/agent_stream.c; this
+-- entry point is src/agent_sql.c), as a
 -- function for tests and for debugging an agent: the reply body is fed in
 -- awkward slices (1, 2, 3, 7, 13, 31, 64 bytes in turn, so lines, CRLFs,
 -- SSE events and UTF-8 sequences are split everywhere) and compacted into
