@@ -1,5 +1,5 @@
 -- bench/setup.sql: objects the workloads need, run by bench/run with
---   psql -v nsessions=N -v ncold=M -f bench/setup.sql
+--   psql -v nsessions=N -v ncold=M -v nidle=K -f bench/setup.sql
 -- in the database named by fleetlm.database, after CREATE EXTENSION fleetlm.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
@@ -45,6 +45,17 @@ SELECT count(fleetlm.append('cold-' || g,
                             jsonb_build_object('text', 'Message ' || n || ' of a long conversation that a client replays from the start.')))
        AS cold_messages
   FROM todo CROSS JOIN generate_series(1, 1000) n;
+-- idle-1 .. idle-K (K = nidle: 0, or N with bench/run --idle-waiters N),
+-- one message each: the sessions the idle long-pollers wait on.  Nothing
+-- appends to them during the run.
+SELECT count(fleetlm.create_session('user-i' || g, 'agent-i' || g, '{}', 'idle-' || g)) AS created_idle_sessions
+  FROM generate_series(1, :nidle) g
+ WHERE NOT EXISTS (SELECT 1 FROM fleetlm.sessions s WHERE s.session_id = 'idle-' || g);
+WITH todo AS MATERIALIZED (
+    SELECT g FROM generate_series(1, :nidle) g WHERE fleetlm.last_seq('idle-' || g) = 0)
+SELECT count(fleetlm.append('idle-' || g, 'user-i' || g, 'text', '{"text": "Anyone there?"}'))
+       AS idle_messages
+  FROM todo;
 RESET fleetlm.synchronous_append;
 SELECT fleetlm.flush();
 VACUUM ANALYZE fleetlm.sessions, fleetlm.messages, bench_plain_sessions, bench_plain_messages;
