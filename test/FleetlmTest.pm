@@ -25,7 +25,8 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(fleetlm_node create_sessions start_load finish_load wait_acked
   build_pipeline_client fsync_shim fsync_fault_on fsync_fault_off
   verify_acked restart_node wait_ready stat_value fleet_query
-  wal_dir segment_files client_messages check_client_errors crash_errors);
+  wal_dir segment_files client_messages check_client_errors crash_errors
+  table_vs_messages);
 
 # A started node with fleetlm preloaded and created in database postgres.
 # %conf: extra settings (name => value).
@@ -438,15 +439,23 @@ sub verify_acked
 	is($problems, 0, "$label: seqs gapless, no duplicates, no unknown markers");
 
 	fleet_query($node, 'SELECT fleetlm.flush()');
+	is(table_vs_messages($node, $sessions), '0',
+		"$label: after flush() the table holds exactly what messages() returns");
+	return ($lost, scalar(@$acked), scalar(keys %found));
+}
+
+# How many rows of the sessions differ between the table fleetlm.messages
+# and what fleetlm.messages() returns (both ways, duplicates counted).
+sub table_vs_messages
+{
+	my ($node, $sessions) = @_;
 	my $list = join(',', map { "'$_'" } @$sessions);
-	my $diff = fleet_query($node, "
+	return fleet_query($node, "
 		WITH t AS (SELECT * FROM fleetlm.messages WHERE session_id IN ($list)),
 		     f AS (SELECT m.* FROM unnest(ARRAY[$list]) s,
 		                LATERAL fleetlm.messages(s, 0, 100000) m)
 		SELECT (SELECT count(*) FROM (TABLE t EXCEPT ALL TABLE f) x)
 		     + (SELECT count(*) FROM (TABLE f EXCEPT ALL TABLE t) y)");
-	is($diff, '0', "$label: after flush() the table holds exactly what messages() returns");
-	return ($lost, scalar(@$acked), scalar(keys %found));
 }
 
 # Compile test/pipeline_client.c against libpq; returns its path, or undef

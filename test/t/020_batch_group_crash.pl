@@ -75,12 +75,7 @@ sub check_batches
 	is(fleet_query($node, "SELECT count(*) FROM (SELECT content->>'b' FROM fleetlm.messages"
 			  . " GROUP BY 1 HAVING count(*) <> $group) x"),
 		'0', "$label: after flush() the table holds every batch whole or not at all");
-	my $list = join(',', map { "'$_'" } @$sessions);
-	is(fleet_query($node, "
-		WITH t AS (SELECT * FROM fleetlm.messages WHERE session_id IN ($list)),
-		     f AS (SELECT m.* FROM unnest(ARRAY[$list]) s, LATERAL fleetlm.messages(s, 0, 100000) m)
-		SELECT (SELECT count(*) FROM (TABLE t EXCEPT ALL TABLE f) x)
-		     + (SELECT count(*) FROM (TABLE f EXCEPT ALL TABLE t) y)"),
+	is(table_vs_messages($node, $sessions),
 		'0', "$label: and exactly what messages() returns");
 	return (scalar(@missing), scalar(keys %acked_batch));
 }
