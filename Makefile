@@ -32,13 +32,15 @@ OBJS = \
 	src/agent_compact.o \
 	src/agent_openai.o \
 	src/agent_stream.o \
-	src/agent_sql.o
+	src/agent_sql.o \
+	src/agent_url.o \
+	src/agent_registry.o
 
 DATA = sql/fleetlm--1.0.sql
 PGFILEDESC = "fleetlm - durable conversation store for LLM agents"
 
 REGRESS = fleetlm_setup fleetlm_core fleetlm_api fleetlm_roles fleetlm_errors \
-	fleetlm_agent_stream
+	fleetlm_agent_stream fleetlm_agents
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --load-extension=fleetlm
 
 PG_CPPFLAGS = -I$(srcdir)/src

@@ -44,12 +44,45 @@ CREATE TABLE fleetlm.cursors (
     PRIMARY KEY (session_id, participant_id)
 );
 
+-- The agent registry (src/agent_registry.c).  register_agent checks every
+-- value before it writes; the CHECKs repeat its enums and bounds
+-- (agent_registry.h) for rows written by hand.  secret_headers holds the
+-- names of secrets, never their values.
 CREATE TABLE fleetlm.agents (
-    agent_id    text        PRIMARY KEY,
-    name        text,
-    metadata    jsonb       NOT NULL DEFAULT '{}',
-    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+    agent_id        text        PRIMARY KEY
+                                CHECK (pg_catalog.octet_length(agent_id) BETWEEN 1 AND 64),
+    name            text,
+    origin_url      text        NOT NULL,
+    webhook_path    text        NOT NULL DEFAULT '/webhook',
+    protocol        text        NOT NULL DEFAULT 'fleetlm'
+                                CHECK (protocol IN ('fleetlm', 'openai')),
+    history_mode    text        NOT NULL DEFAULT 'tail'
+                                CHECK (history_mode IN ('tail', 'last', 'entire')),
+    history_limit   integer     NOT NULL DEFAULT 50
+                                CHECK (history_limit BETWEEN 1 AND 10000),
+    timeout_ms      integer     NOT NULL DEFAULT 30000
+                                CHECK (timeout_ms BETWEEN 100 AND 600000),
+    debounce_ms     integer     NOT NULL DEFAULT 500
+                                CHECK (debounce_ms BETWEEN 0 AND 60000),
+    max_concurrency integer     NOT NULL DEFAULT 16
+                                CHECK (max_concurrency BETWEEN 1 AND 1000),
+    max_attempts    integer     NOT NULL DEFAULT 5
+                                CHECK (max_attempts BETWEEN 1 AND 100),
+    headers         jsonb       NOT NULL DEFAULT '{}'
+                                CHECK (pg_catalog.jsonb_typeof(headers) = 'object'),
+    secret_headers  jsonb       NOT NULL DEFAULT '{}'
+                                CHECK (pg_catalog.jsonb_typeof(secret_headers) = 'object'),
+    model           text,
+    status          text        NOT NULL DEFAULT 'enabled'
+                                CHECK (status IN ('enabled', 'disabled')),
+    metadata        jsonb       NOT NULL DEFAULT '{}',
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
+
+-- What readers may know of an agent: no URL, no header.
+CREATE VIEW fleetlm.agents_public AS
+    SELECT agent_id, name, protocol, model, status FROM fleetlm.agents;
 
 -- The applier's position, updated in the same transaction as the rows it
 -- inserts.  wal_id ties the table to the WAL directory it belongs to.
@@ -206,10 +239,38 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 CREATE VIEW fleetlm.stat AS SELECT * FROM fleetlm.stats();
 
+-- The agent registry (src/agent_registry.c): checks every argument,
+-- including the URL against fleetlm.agent_url_allowlist, then upserts.
+CREATE FUNCTION fleetlm.register_agent(
+    agent_id        text,
+    origin_url      text,
+    webhook_path    text    DEFAULT '/webhook',
+    protocol        text    DEFAULT 'fleetlm',
+    history_mode    text    DEFAULT 'tail',
+    history_limit   integer DEFAULT 50,
+    timeout_ms      integer DEFAULT 30000,
+    debounce_ms     integer DEFAULT 500,
+    max_concurrency integer DEFAULT 16,
+    max_attempts    integer DEFAULT 5,
+    headers         jsonb   DEFAULT '{}',
+    secret_headers  jsonb   DEFAULT '{}',
+    name            text    DEFAULT NULL,
+    model           text    DEFAULT NULL)
+RETURNS fleetlm.agents
+AS 'MODULE_PATHNAME', 'fleetlm_register_agent'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION fleetlm.set_agent_status(agent_id text, status text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'fleetlm_set_agent_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
 -------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC; fleetlm_reader reads, fleetlm_writer
--- (a member of fleetlm_reader) also writes.  The functions run their
--- statements as the extension owner, so the roles need no table rights.
+-- (a member of fleetlm_reader) also writes; fleetlm_admin manages agents,
+-- and is the only role that sees their configuration (readers see the view
+-- agents_public).  The functions run their statements as the extension
+-- owner, so the roles need no table rights.
 -------------------------------------------------------------------------
 
 DO $$
@@ -219,6 +280,9 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'fleetlm_writer') THEN
         CREATE ROLE fleetlm_writer NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'fleetlm_admin') THEN
+        CREATE ROLE fleetlm_admin NOLOGIN;
     END IF;
 END
 $$;
@@ -238,7 +302,7 @@ GRANT EXECUTE ON FUNCTION
     fleetlm.stats()
 TO fleetlm_reader;
 GRANT SELECT ON fleetlm.sessions, fleetlm.messages, fleetlm.cursors,
-    fleetlm.agents, fleetlm.stat
+    fleetlm.agents_public, fleetlm.stat
 TO fleetlm_reader;
 
 GRANT EXECUTE ON FUNCTION
@@ -249,6 +313,14 @@ GRANT EXECUTE ON FUNCTION
     fleetlm.mark_read(text, text, bigint),
     fleetlm.flush()
 TO fleetlm_writer;
+
+GRANT USAGE ON SCHEMA fleetlm TO fleetlm_admin;
+GRANT EXECUTE ON FUNCTION
+    fleetlm.register_agent(text, text, text, text, text, integer, integer,
+                           integer, integer, integer, jsonb, jsonb, text, text),
+    fleetlm.set_agent_status(text, text)
+TO fleetlm_admin;
+GRANT SELECT ON fleetlm.agents, fleetlm.agents_public TO fleetlm_admin;
 
 -- Tell a running server that its WAL belongs to an earlier installation,
 -- if there was one (DROP EXTENSION, then CREATE EXTENSION without restart).

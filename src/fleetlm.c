@@ -21,6 +21,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "agent_url.h"
 #include "applier.h"
 #include "fleetlm.h"
 #include "shmem.h"
@@ -40,6 +41,7 @@ int			fleetlm_applier_lock_timeout_ms = 1000;
 bool		fleetlm_synchronous_append = true;
 int			fleetlm_startup_timeout_ms = 30000;
 bool		fleetlm_allow_wal_symlink = false;
+char	   *fleetlm_agent_url_allowlist = NULL;
 
 void		_PG_init(void);
 
@@ -104,6 +106,15 @@ fleetlm_define_gucs(bool preloading)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("fleetlm.agent_url_allowlist",
+							   "URL prefixes agents may be registered and called at, comma-separated.",
+							   "Empty allows none.  Example: 'http://127.0.0.1:8081/, https://api.example.com/v1/'.",
+							   &fleetlm_agent_url_allowlist,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   agent_url_allowlist_check_hook, NULL, NULL);
 
 	if (!preloading)
 	{

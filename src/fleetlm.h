@@ -33,6 +33,7 @@ extern int	fleetlm_applier_lock_timeout_ms;
 extern bool fleetlm_synchronous_append;
 extern int	fleetlm_startup_timeout_ms;
 extern bool fleetlm_allow_wal_symlink;
+extern char *fleetlm_agent_url_allowlist;
 
 /* Derived sizes, in bytes */
 #define FLEETLM_RING_SIZE			((uint64) fleetlm_wal_buffers_kb * 1024)
