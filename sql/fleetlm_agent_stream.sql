@@ -10,14 +10,6 @@
 -- (version 5) as far as we know it.  Where we chose a representation, a
 -- comment says so.
 --
-CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
 -- replies by name, and a shorthand to run one
 CREATE TEMP TABLE reply (name text PRIMARY KEY, body text NOT NULL,
                          protocol text NOT NULL DEFAULT 'fleetlm');
@@ -426,7 +418,7 @@ SELECT count(*) AS prefixes,
 -------------------------------------------------------------------------
 -- Arguments and privileges
 -------------------------------------------------------------------------
-SELECT t.call, pg_temp.try(t.call) AS result
+SELECT t.call, try(t.call) AS result
   FROM (VALUES
     ($$SELECT fleetlm.compact_agent_reply('', 'anthropic')$$),
     ($$SELECT fleetlm.compact_agent_reply('', '')$$),

@@ -3,22 +3,14 @@
 -- every check of its arguments with its SQLSTATE and proof that none of
 -- them wrote anything, and fleetlm.agent_url_allowlist.
 --
-CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
 
 -- the allowlist is empty by default: no URL is allowed
 SELECT current_setting('fleetlm.agent_url_allowlist') = '' AS allowlist_empty;
-SELECT pg_temp.try($$SELECT fleetlm.register_agent('echo-bot', 'http://127.0.0.1:8081')$$);
+SELECT try($$SELECT fleetlm.register_agent('echo-bot', 'http://127.0.0.1:8081')$$);
 SELECT count(*) FROM fleetlm.agents;
 
 -- it is reloadable (PGC_SIGHUP), not settable in a session
-SELECT pg_temp.try($$SET fleetlm.agent_url_allowlist = 'http://127.0.0.1:8081/'$$);
+SELECT try($$SET fleetlm.agent_url_allowlist = 'http://127.0.0.1:8081/'$$);
 
 -- a bad entry is refused, naming it
 \set VERBOSITY terse
@@ -93,7 +85,7 @@ SELECT * FROM fleetlm.agents_public ORDER BY agent_id;
 -- the allowlist: scheme, host (any case), port (80/443 by default) and a
 -- path prefix at a '/' boundary
 SELECT t.origin_url, t.webhook_path,
-       pg_temp.try(format('SELECT fleetlm.register_agent(%L, %L, %L)',
+       try(format('SELECT fleetlm.register_agent(%L, %L, %L)',
                           'url-bot', t.origin_url, t.webhook_path)) AS result
   FROM (VALUES
     ('http://127.0.0.1:8081', '/webhook'),
@@ -122,7 +114,7 @@ DELETE FROM fleetlm.agents WHERE agent_id = 'url-bot';
 
 -- every bad argument: an error naming the value and the limit
 CREATE TEMP TABLE agents_before AS SELECT * FROM fleetlm.agents;
-SELECT t.call, pg_temp.try(t.call) AS result
+SELECT t.call, try(t.call) AS result
   FROM (VALUES
     -- NULLs
     ($$SELECT fleetlm.register_agent(NULL, 'http://127.0.0.1:8081')$$),
@@ -265,18 +257,18 @@ SELECT history_limit, timeout_ms, debounce_ms, max_concurrency, max_attempts
 DELETE FROM fleetlm.agents WHERE agent_id = repeat('a', 64);
 
 -- the table's CHECKs hold rows written by hand to the same rules
-SELECT pg_temp.try($$UPDATE fleetlm.agents SET protocol = 'grpc'$$);
-SELECT pg_temp.try($$UPDATE fleetlm.agents SET history_mode = 'first'$$);
-SELECT pg_temp.try($$UPDATE fleetlm.agents SET history_limit = 0$$);
-SELECT pg_temp.try($$UPDATE fleetlm.agents SET timeout_ms = 600001$$);
-SELECT pg_temp.try($$UPDATE fleetlm.agents SET debounce_ms = -1$$);
-SELECT pg_temp.try($$UPDATE fleetlm.agents SET max_concurrency = 1001$$);
-SELECT pg_temp.try($$UPDATE fleetlm.agents SET max_attempts = 0$$);
-SELECT pg_temp.try($$UPDATE fleetlm.agents SET status = 'paused'$$);
-SELECT pg_temp.try($$UPDATE fleetlm.agents SET headers = '[]'$$);
-SELECT pg_temp.try($$UPDATE fleetlm.agents SET secret_headers = '"KEY"'$$);
-SELECT pg_temp.try($$INSERT INTO fleetlm.agents (agent_id, origin_url) VALUES ('', 'http://x')$$);
-SELECT pg_temp.try($$INSERT INTO fleetlm.agents (agent_id) VALUES ('no-url')$$);
+SELECT try($$UPDATE fleetlm.agents SET protocol = 'grpc'$$);
+SELECT try($$UPDATE fleetlm.agents SET history_mode = 'first'$$);
+SELECT try($$UPDATE fleetlm.agents SET history_limit = 0$$);
+SELECT try($$UPDATE fleetlm.agents SET timeout_ms = 600001$$);
+SELECT try($$UPDATE fleetlm.agents SET debounce_ms = -1$$);
+SELECT try($$UPDATE fleetlm.agents SET max_concurrency = 1001$$);
+SELECT try($$UPDATE fleetlm.agents SET max_attempts = 0$$);
+SELECT try($$UPDATE fleetlm.agents SET status = 'paused'$$);
+SELECT try($$UPDATE fleetlm.agents SET headers = '[]'$$);
+SELECT try($$UPDATE fleetlm.agents SET secret_headers = '"KEY"'$$);
+SELECT try($$INSERT INTO fleetlm.agents (agent_id, origin_url) VALUES ('', 'http://x')$$);
+SELECT try($$INSERT INTO fleetlm.agents (agent_id) VALUES ('no-url')$$);
 
 -- once the allowlist no longer has the prefix, registration is refused
 -- (the dispatcher is to check it again before each call)
@@ -289,9 +281,9 @@ SELECT format('SELECT pg_sleep(0.1) WHERE current_setting(%L) <> %L',
   FROM generate_series(1, 100) \gexec
 \o
 \set ECHO all
-SELECT pg_temp.try($$SELECT fleetlm.register_agent('echo-bot', 'http://127.0.0.1:8081')$$);
-SELECT pg_temp.try($$SELECT fleetlm.register_agent('gpt-bot', 'https://api.example.com', '/v1', 'openai', model => 'm')$$);
-SELECT pg_temp.try($$SELECT fleetlm.register_agent('gpt-bot', 'https://api.example.com', '/v1/chat/completions', 'openai', model => 'm')$$);
+SELECT try($$SELECT fleetlm.register_agent('echo-bot', 'http://127.0.0.1:8081')$$);
+SELECT try($$SELECT fleetlm.register_agent('gpt-bot', 'https://api.example.com', '/v1', 'openai', model => 'm')$$);
+SELECT try($$SELECT fleetlm.register_agent('gpt-bot', 'https://api.example.com', '/v1/chat/completions', 'openai', model => 'm')$$);
 
 -- back to the default
 ALTER SYSTEM RESET fleetlm.agent_url_allowlist;

@@ -2,21 +2,13 @@
 -- fleetlm_errors: every documented error, with its SQLSTATE, and proof
 -- that none of them wrote anything.
 --
-CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
 
 SELECT fleetlm.create_session('erin', 'helper-bot', session_id => 'err-1');
 SELECT fleetlm.append('err-1', 'erin', 'text', '{"text": "the only message"}');
 CREATE TEMP TABLE before AS
     SELECT appends, append_bytes, inserted_lsn FROM fleetlm.stat;
 
-SELECT t.call, pg_temp.try(t.call) AS result
+SELECT t.call, try(t.call) AS result
   FROM (VALUES
     -- append: NULLs
     ($$SELECT fleetlm.append(NULL, 'erin', 'text', '{}')$$),
@@ -131,7 +123,7 @@ UPDATE before SET inserted_lsn = (SELECT inserted_lsn FROM fleetlm.stat),
                   append_bytes = (SELECT append_bytes FROM fleetlm.stat);
 -- (the message says "has been deleted" or, once the applier has removed
 -- the session, "does not exist": the SQLSTATE is the same)
-SELECT t.call, left(pg_temp.try(t.call), 5) AS sqlstate
+SELECT t.call, left(try(t.call), 5) AS sqlstate
   FROM (VALUES
     ($$SELECT fleetlm.append('err-deleted', 'erin', 'text', '{}')$$),
     ($$SELECT fleetlm.append_batch('err-deleted', 'erin', '[{"kind": "text", "content": 1}]')$$),

@@ -16,3 +16,13 @@ SELECT c.relname, has_table_privilege('public', c.oid, 'SELECT') AS public_selec
 SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = 'fleetlm' ORDER BY 1;
+-- try(sql): run a statement, return 'ok' or its SQLSTATE and message;
+-- the later test files use it to show every error without stopping
+CREATE FUNCTION try(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$$;
