@@ -17,6 +17,7 @@ OBJS = \
 	src/longpoll.o \
 	src/applywait.o \
 	src/applier.o \
+	src/pending.o \
 	src/recovery.o \
 	src/args.o \
 	src/ulid.o \
@@ -34,7 +35,12 @@ OBJS = \
 	src/agent_stream.o \
 	src/agent_sql.o \
 	src/agent_url.o \
-	src/agent_registry.o
+	src/agent_registry.o \
+	src/stream.o \
+	src/secrets.o \
+	src/dispatch_turns.o \
+	src/dispatch_http.o \
+	src/dispatch.o
 
 DATA = sql/fleetlm--1.0.sql
 PGFILEDESC = "fleetlm - durable conversation store for LLM agents"
@@ -44,6 +50,7 @@ REGRESS = fleetlm_setup fleetlm_core fleetlm_api fleetlm_roles fleetlm_errors \
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --load-extension=fleetlm
 
 PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK = -lcurl
 # -Wall comes from PostgreSQL's own flags; add -Wextra minus the noise that
 # PostgreSQL's headers produce with it.
 PG_CFLAGS = -Wextra -Wno-unused-parameter -Wno-sign-compare \

@@ -6,6 +6,7 @@
 #   postgresql-server-dev-15  headers, pg_config, PGXS, pg_regress, TAP modules
 #   libkrb5-dev               gssapi headers that PostgreSQL's libpq-be.h includes
 #   libipc-run-perl           IPC::Run, required by PostgreSQL::Test::Cluster
+#   libcurl4-openssl-dev      libcurl (multi interface) for the agent dispatcher
 #   perl                      perl and prove
 #
 # Idempotent and quiet: does nothing (and prints nothing) when everything is
@@ -15,7 +16,7 @@
 # install is needed and fails without it.
 set -euo pipefail
 
-PACKAGES=(build-essential postgresql-15 postgresql-server-dev-15 libkrb5-dev libipc-run-perl perl)
+PACKAGES=(build-essential postgresql-15 postgresql-server-dev-15 libkrb5-dev libipc-run-perl libcurl4-openssl-dev perl)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps.sh: dpkg-query not found; this script supports Debian/Ubuntu only." >&2

@@ -84,6 +84,17 @@ CREATE TABLE fleetlm.agents (
 CREATE VIEW fleetlm.agents_public AS
     SELECT agent_id, name, protocol, model, status FROM fleetlm.agents;
 
+-- Sessions with an unanswered user message, maintained by the applier in
+-- the same transaction as the rows (src/applier.c): a user message of a
+-- session whose agent is registered and enabled upserts last_user_seq; a
+-- reply or agent_error with idempotency key 'turn:<T>' deletes the row when
+-- T >= last_user_seq.  With the unapplied tail of the log, it is where the
+-- dispatcher finds its pending turns after a restart.
+CREATE TABLE fleetlm.pending_turns (
+    session_id      text        PRIMARY KEY,
+    last_user_seq   bigint      NOT NULL
+);
+
 -- The applier's position, updated in the same transaction as the rows it
 -- inserts.  wal_id ties the table to the WAL directory it belongs to.
 CREATE TABLE fleetlm.wal_state (
@@ -98,6 +109,7 @@ SELECT pg_catalog.pg_extension_config_dump('fleetlm.sessions', '');
 SELECT pg_catalog.pg_extension_config_dump('fleetlm.messages', '');
 SELECT pg_catalog.pg_extension_config_dump('fleetlm.cursors', '');
 SELECT pg_catalog.pg_extension_config_dump('fleetlm.agents', '');
+SELECT pg_catalog.pg_extension_config_dump('fleetlm.pending_turns', '');
 
 -------------------------------------------------------------------------
 -- Functions
@@ -232,7 +244,15 @@ CREATE FUNCTION fleetlm.stats(
     OUT wal_directory       text,
     OUT writer_error        text,
     OUT writer_pid          integer,
-    OUT applier_pid         integer)
+    OUT applier_pid         integer,
+    OUT dispatcher_pid      integer,
+    OUT turns_started       bigint,
+    OUT turns_completed     bigint,
+    OUT turns_failed        bigint,
+    OUT attempts_retried    bigint,
+    OUT calls_in_flight     integer,
+    OUT turns_tracked       integer,
+    OUT http_time_ms        float8)
 RETURNS record
 AS 'MODULE_PATHNAME', 'fleetlm_stats'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -264,6 +284,33 @@ CREATE FUNCTION fleetlm.set_agent_status(agent_id text, status text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'fleetlm_set_agent_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Long-poll for the chunks of a reply being streamed (src/stream.c).
+CREATE FUNCTION fleetlm.wait_for_stream(
+    session_id  text,
+    turn        bigint,
+    after_chunk integer  DEFAULT 0,
+    timeout     interval DEFAULT '30s')
+RETURNS TABLE(turn bigint, attempt integer, chunk_no integer, chunk jsonb, done boolean)
+AS 'MODULE_PATHNAME', 'fleetlm_wait_for_stream'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+-- The dispatcher's turns: pending, running, retrying (src/dispatch_turns.c).
+CREATE FUNCTION fleetlm.agent_turns(
+    OUT session_id  text,
+    OUT agent_id    text,
+    OUT turn        bigint,
+    OUT user_seq    bigint,
+    OUT attempt     integer,
+    OUT state       text,
+    OUT due_at      timestamptz,
+    OUT last_status integer,
+    OUT last_error  text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'fleetlm_agent_turns'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE VIEW fleetlm.agent_turns AS SELECT * FROM fleetlm.agent_turns();
 
 -------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC; fleetlm_reader reads, fleetlm_writer
@@ -299,6 +346,7 @@ GRANT EXECUTE ON FUNCTION
     fleetlm.list_sessions(text, integer, text),
     fleetlm.inbox(text, integer),
     fleetlm.wait_for_messages(text, bigint, interval, integer),
+    fleetlm.wait_for_stream(text, bigint, integer, interval),
     fleetlm.stats()
 TO fleetlm_reader;
 GRANT SELECT ON fleetlm.sessions, fleetlm.messages, fleetlm.cursors,
@@ -318,9 +366,12 @@ GRANT USAGE ON SCHEMA fleetlm TO fleetlm_admin;
 GRANT EXECUTE ON FUNCTION
     fleetlm.register_agent(text, text, text, text, text, integer, integer,
                            integer, integer, integer, jsonb, jsonb, text, text),
-    fleetlm.set_agent_status(text, text)
+    fleetlm.set_agent_status(text, text),
+    fleetlm.agent_turns()
 TO fleetlm_admin;
-GRANT SELECT ON fleetlm.agents, fleetlm.agents_public TO fleetlm_admin;
+GRANT SELECT ON fleetlm.agents, fleetlm.agents_public, fleetlm.agent_turns,
+    fleetlm.pending_turns
+TO fleetlm_admin;
 
 -- Tell a running server that its WAL belongs to an earlier installation,
 -- if there was one (DROP EXTENSION, then CREATE EXTENSION without restart).

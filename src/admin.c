@@ -18,6 +18,7 @@
 
 #include "applier.h"
 #include "applywait.h"
+#include "dispatch.h"
 #include "fleetlm.h"
 #include "session.h"
 #include "shmem.h"
@@ -27,7 +28,7 @@ PG_FUNCTION_INFO_V1(fleetlm_flush);
 PG_FUNCTION_INFO_V1(fleetlm_stats);
 PG_FUNCTION_INFO_V1(fleetlm_created);
 
-#define STATS_NATTS 25
+#define STATS_NATTS		33
 
 /*
  * fleetlm.flush(): return once every message appended before the call
@@ -109,6 +110,17 @@ fleetlm_stats(PG_FUNCTION_ARGS)
 		values[i++] = Int32GetDatum(s->applier_pid);
 	else
 		nulls[i++] = true;
+	if (dispatch_shared->pid != 0)
+		values[i++] = Int32GetDatum(dispatch_shared->pid);
+	else
+		nulls[i++] = true;
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&dispatch_shared->turns_started));
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&dispatch_shared->turns_completed));
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&dispatch_shared->turns_failed));
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&dispatch_shared->attempts_retried));
+	values[i++] = Int32GetDatum((int32) pg_atomic_read_u32(&dispatch_shared->in_flight));
+	values[i++] = Int32GetDatum((int32) pg_atomic_read_u32(&dispatch_shared->turns_tracked));
+	values[i++] = Float8GetDatum(pg_atomic_read_u64(&dispatch_shared->http_usec) / 1000.0);
 	Assert(i == STATS_NATTS);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

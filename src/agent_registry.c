@@ -37,6 +37,7 @@
 #include "agent_stream.h"
 #include "agent_url.h"
 #include "args.h"
+#include "dispatch.h"
 #include "fleetlm.h"
 #include "shmem.h"
 #include "spi_util.h"
@@ -479,6 +480,7 @@ fleetlm_register_agent(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(old);
 	}
 	fleet_spi_finish(&spi);
+	dispatch_agents_changed();
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(result));
 }
@@ -523,6 +525,7 @@ fleetlm_set_agent_status(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("fleetlm agent \"%s\" does not exist", agent_id)));
 	fleet_spi_finish(&spi);
+	dispatch_agents_changed();
 
 	PG_RETURN_VOID();
 }

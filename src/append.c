@@ -280,6 +280,48 @@ append_finish(AppendWrite *w)
 }
 
 /*
+ * Append an atomic group of records for the dispatcher (dispatch.c), with
+ * one idempotency key for the group (on its first record), and do not wait
+ * for durability: the dispatcher learns that from the log itself, and a
+ * reply lost in a crash leaves its turn pending, to run again.  Returns
+ * the first seq; *duplicate says the key was found and nothing written.
+ * Must run in a transaction (the session and key lookups may use SPI).
+ */
+int64
+append_group_async(const char *session_id, const char *sender_id,
+				   FleetRecordInput *inputs, int n, const char *key,
+				   bool *duplicate)
+{
+	AppendWrite w;
+	TimestampTz now = GetCurrentTimestamp();
+
+	fleetlm_wait_ready();
+	append_check_writer();
+	for (int i = 0; i < n; i++)
+	{
+		inputs[i].session_id = session_id;
+		inputs[i].sender_id = sender_id;
+		inputs[i].created_at = now;
+		inputs[i].key = (i == 0) ? key : NULL;
+	}
+	memset(&w, 0, sizeof(w));
+	w.session_id = session_id;
+	w.sender_id = sender_id;
+	w.nrec = n;
+	w.inputs = inputs;
+	w.key = key;
+	append_write(&w);
+	if (w.end != 0 && !w.duplicate)
+	{
+		if (w.end - fleet_read_pos(&fleet_shared->applied) > fleet_shared->ring_size / 4)
+			applier_wake();
+		walwriter_wake();
+	}
+	*duplicate = w.duplicate;
+	return w.first_seq;
+}
+
+/*
  * Reads see this backend's own appends: wait for those a pipeline left
  * undurable so far (see pipeline.c).
  */

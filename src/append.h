@@ -11,6 +11,11 @@
 #ifndef FLEETLM_APPEND_H
 #define FLEETLM_APPEND_H
 
+#include "record.h"
+
 extern void append_read_own_writes(void);
+extern int64 append_group_async(const char *session_id, const char *sender_id,
+								FleetRecordInput *inputs, int n,
+								const char *key, bool *duplicate);
 
 #endif							/* FLEETLM_APPEND_H */

@@ -46,6 +46,7 @@
 
 #include "applier.h"
 #include "fleetlm.h"
+#include "pending.h"
 #include "record.h"
 #include "recovery.h"
 #include "ring.h"
@@ -252,6 +253,8 @@ applier_delete_session(const char *session_id, int len)
 						  "WITH m AS (DELETE FROM fleetlm.messages"
 						  "             WHERE session_id OPERATOR(pg_catalog.=) $1),"
 						  "     c AS (DELETE FROM fleetlm.cursors"
+						  "             WHERE session_id OPERATOR(pg_catalog.=) $1),"
+						  "     p AS (DELETE FROM fleetlm.pending_turns"
 						  "             WHERE session_id OPERATOR(pg_catalog.=) $1)"
 						  " DELETE FROM fleetlm.sessions"
 						  "  WHERE session_id OPERATOR(pg_catalog.=) $1",
@@ -335,6 +338,7 @@ applier_apply_batch(uint64 from, uint64 target, uint64 *nrows)
 	oldcxt = MemoryContextSwitchTo(batch_context);
 
 	memset(&rows, 0, sizeof(rows));
+	pending_begin();
 	*nrows = 0;
 	if (pg_atomic_read_u64(&fleet_shared->tombstones) !=
 		pg_atomic_read_u64(&fleet_shared->tombstones_applied))
@@ -361,12 +365,14 @@ applier_apply_batch(uint64 from, uint64 target, uint64 *nrows)
 			if (t == NULL || t->lsn < pos)
 			{
 				applier_rows_add(&rows, &rec);
+				pending_note(&rec);
 				(*nrows)++;
 			}
 		}
 		else if (rec.hdr->type == FLEET_REC_DELETE_SESSION)
 		{
 			applier_rows_flush(&rows);
+			pending_flush();
 			applier_delete_session(rec.session_id, rec.hdr->session_len);
 			ntombstones++;
 		}
@@ -374,6 +380,7 @@ applier_apply_batch(uint64 from, uint64 target, uint64 *nrows)
 		nrec++;
 	}
 	applier_rows_flush(&rows);
+	pending_flush();
 
 	state_plan = fleet_spi_plan(&state_plan,
 								"UPDATE fleetlm.wal_state"

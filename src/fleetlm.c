@@ -23,6 +23,7 @@
 
 #include "agent_url.h"
 #include "applier.h"
+#include "dispatch.h"
 #include "fleetlm.h"
 #include "shmem.h"
 #include "walwriter.h"
@@ -42,6 +43,15 @@ bool		fleetlm_synchronous_append = true;
 int			fleetlm_startup_timeout_ms = 30000;
 bool		fleetlm_allow_wal_symlink = false;
 char	   *fleetlm_agent_url_allowlist = NULL;
+char	   *fleetlm_agent_secrets_file = NULL;
+int			fleetlm_dispatch_max_inflight = 64;
+int			fleetlm_dispatch_max_turns = 10000;
+int			fleetlm_stream_buffer_size_kb = 64;
+int			fleetlm_dispatch_connect_timeout_ms = 5000;
+int			fleetlm_dispatch_idle_timeout_ms = 30000;
+int			fleetlm_dispatch_retry_max_delay_ms = 30000;
+int			fleetlm_dispatch_max_line_kb = 1024;
+int			fleetlm_dispatch_max_response_kb = 16384;
 
 void		_PG_init(void);
 
@@ -116,11 +126,108 @@ fleetlm_define_gucs(bool preloading)
 							   GUC_SUPERUSER_ONLY,
 							   agent_url_allowlist_check_hook, NULL, NULL);
 
+	DefineCustomStringVariable("fleetlm.agent_secrets_file",
+							   "File the values of agents' secret headers are read from.",
+							   "Lines of name=value; a relative path is relative to the data directory.  Read by the dispatcher only.",
+							   &fleetlm_agent_secrets_file,
+							   "fleetlm_secrets.conf",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.dispatch_connect_timeout",
+							"Longest the dispatcher waits to connect to an agent.",
+							NULL,
+							&fleetlm_dispatch_connect_timeout_ms,
+							5000,
+							100,
+							600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.dispatch_idle_timeout",
+							"Longest an agent's reply may go without a byte before the call is abandoned (and retried).",
+							NULL,
+							&fleetlm_dispatch_idle_timeout_ms,
+							30000,
+							100,
+							3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.dispatch_retry_max_delay",
+							"Cap of the back-off between two attempts of one turn.",
+							NULL,
+							&fleetlm_dispatch_retry_max_delay_ms,
+							30000,
+							10,
+							3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.dispatch_max_line",
+							"Longest line (or SSE event) of an agent's reply.",
+							NULL,
+							&fleetlm_dispatch_max_line_kb,
+							1024,
+							1,
+							65536,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.dispatch_max_response",
+							"Largest reply body the dispatcher reads from an agent.",
+							NULL,
+							&fleetlm_dispatch_max_response_kb,
+							16384,
+							1,
+							1024 * 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
 	if (!preloading)
 	{
 		MarkGUCPrefixReserved("fleetlm");
 		return;
 	}
+
+	DefineCustomIntVariable("fleetlm.dispatch_max_inflight",
+							"Most agent calls in flight at once, over all agents.",
+							"Also sizes the chunk store of fleetlm.wait_for_stream (twice as many slots).",
+							&fleetlm_dispatch_max_inflight,
+							64,
+							1,
+							10000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.dispatch_max_turns",
+							"Most sessions the dispatcher tracks with an unanswered turn at once.",
+							"Sessions beyond it wait until others are answered.",
+							&fleetlm_dispatch_max_turns,
+							10000,
+							16,
+							10000000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("fleetlm.stream_buffer_size",
+							"Chunk buffer of one streamed reply, for fleetlm.wait_for_stream.",
+							"A reader that falls further behind than this reads the final message instead.",
+							&fleetlm_stream_buffer_size_kb,
+							64,
+							4,
+							65536,
+							PGC_POSTMASTER,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("fleetlm.database",
 							   "Database that holds fleetlm's tables; the applier connects to it.",
@@ -218,4 +325,5 @@ _PG_init(void)
 	shmem_install_hooks();
 	walwriter_register();
 	applier_register();
+	dispatch_register();
 }

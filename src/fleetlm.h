@@ -34,6 +34,15 @@ extern bool fleetlm_synchronous_append;
 extern int	fleetlm_startup_timeout_ms;
 extern bool fleetlm_allow_wal_symlink;
 extern char *fleetlm_agent_url_allowlist;
+extern char *fleetlm_agent_secrets_file;
+extern int	fleetlm_dispatch_max_inflight;
+extern int	fleetlm_dispatch_max_turns;
+extern int	fleetlm_stream_buffer_size_kb;
+extern int	fleetlm_dispatch_connect_timeout_ms;
+extern int	fleetlm_dispatch_idle_timeout_ms;
+extern int	fleetlm_dispatch_retry_max_delay_ms;
+extern int	fleetlm_dispatch_max_line_kb;
+extern int	fleetlm_dispatch_max_response_kb;
 
 /* Derived sizes, in bytes */
 #define FLEETLM_RING_SIZE			((uint64) fleetlm_wal_buffers_kb * 1024)
@@ -43,5 +52,6 @@ extern char *fleetlm_agent_url_allowlist;
 /* Background worker entry points (must be exported for the postmaster) */
 extern PGDLLEXPORT void walwriter_main(Datum main_arg);
 extern PGDLLEXPORT void applier_main(Datum main_arg);
+extern PGDLLEXPORT void dispatch_main(Datum main_arg);
 
 #endif							/* FLEETLM_H */

@@ -19,9 +19,11 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
+#include "dispatch.h"
 #include "fleetlm.h"
 #include "session.h"
 #include "shmem.h"
+#include "stream.h"
 
 FleetShared *fleet_shared = NULL;
 char	   *fleet_ring = NULL;
@@ -48,6 +50,8 @@ fleetlm_shmem_size(void)
 	size = add_size(size, MAXALIGN(mul_size(MaxBackends, sizeof(FleetWaiter))));
 	size = add_size(size, MAXALIGN(mul_size(FLEET_POLL_BUCKETS, sizeof(pg_atomic_uint32))));
 	size = add_size(size, session_shmem_size());
+	size = add_size(size, stream_shmem_size());
+	size = add_size(size, dispatch_shmem_size());
 	return size;
 }
 
@@ -81,6 +85,8 @@ shmem_request(void)
 	RequestAddinShmemSpace(fleetlm_shmem_size());
 	RequestNamedLWLockTranche("fleetlm", 4);
 	RequestNamedLWLockTranche("fleetlm_session", FLEET_SESSION_PARTITIONS);
+	stream_request_locks();
+	dispatch_request_locks();
 }
 
 /*
@@ -173,6 +179,8 @@ shmem_startup(void)
 	}
 
 	session_shmem_init();
+	stream_shmem_init();
+	dispatch_shmem_init();
 
 	LWLockRelease(AddinShmemInitLock);
 }

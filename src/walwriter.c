@@ -59,6 +59,7 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
+#include "dispatch.h"
 #include "fleetlm.h"
 #include "longpoll.h"
 #include "segment.h"
@@ -342,6 +343,7 @@ walwriter_wake_waiters(bool pick_leader)
 	int			next = -1;
 
 	longpoll_wake_collected();
+	dispatch_wake();
 	pg_memory_barrier();
 	for (int i = 0; i < fleet_nwaiters; i++)
 	{

@@ -1,0 +1,1048 @@
+/*-------------------------------------------------------------------------
+ *
+ * dispatch.c
+ *	  The "fleetlm dispatcher" background worker: calls each session's
+ *	  agent when its user has spoken, and appends the streamed reply.
+ *
+ * One loop, one wait: the latch (new durable records, agents changed,
+ * SIGHUP, SIGTERM), postmaster death and the epoll set of the HTTP
+ * transfers (dispatch_http.c).  Each round that has work runs one short
+ * transaction, never held across a wait or an HTTP exchange, that
+ *	1. reloads the agents when they changed (register_agent and
+ *	   set_agent_status bump a counter at commit; also every 5 s);
+ *	2. reads the new durable records into the turn table (dispatch_turns.c),
+ *	   or rebuilds the table from fleetlm.pending_turns when it must;
+ *	3. settles the calls that ended: appends the reply, or schedules a
+ *	   retry, or appends an agent_error after the last attempt;
+ *	4. starts the turns that are due, within fleetlm.dispatch_max_inflight
+ *	   and each agent's max_concurrency: reads the turn's history, builds
+ *	   the request and hands it to libcurl.
+ *
+ * A turn T of a session is the user's last durable seq when it starts.
+ * Its answer (the reply, or agent_error) is appended asynchronously with
+ * idempotency key 'turn:<T>' by the agent; the turn is over when the
+ * dispatcher reads that record back from the durable log.  If the append
+ * is lost in a crash, the turn is still pending and runs again; if it was
+ * durable, the key stops a second one.  Retries: transport errors,
+ * timeouts, 408, 425, 429, 5xx and replies that end without finish or
+ * abort, after a full-jitter exponential back-off (250 ms doubling, capped
+ * by fleetlm.dispatch_retry_max_delay) or the agent's Retry-After.
+ *
+ * SIGTERM (die) ends the process at the next CHECK_FOR_INTERRUPTS, at the
+ * latest when the wait returns; in-flight calls are dropped and run again
+ * after the restart.
+ *
+ * src/dispatch.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "agent_url.h"
+#include "append.h"
+#include "dispatch.h"
+#include "dispatch_http.h"
+#include "record.h"
+#include "secrets.h"
+#include "shmem.h"
+#include "spi_util.h"
+#include "stream.h"
+
+/* The dispatcher's copy of one agent */
+typedef struct DispatchAgent
+{
+	char		agent_id[FLEETLM_ID_MAXLEN + 1];	/* hash key */
+	bool		enabled;
+	char	   *url;
+	AgentUrl	parsed;
+	bool		host_is_name;
+	AgentStreamProtocol protocol;
+	char		history_mode;	/* 't'ail, 'l'ast, 'e'ntire */
+	int			history_limit;
+	int			timeout_ms;
+	int			debounce_ms;
+	int			max_concurrency;
+	int			max_attempts;
+	int			nheaders;
+	char	  **header_lines;	/* "Name: value" */
+	int			nsecrets;
+	char	  **secret_header;	/* header names ... */
+	char	  **secret_name;	/* ... and the secrets they take */
+	char	   *model;
+	int			running;		/* calls in flight */
+} DispatchAgent;
+
+/* What a transfer is for */
+typedef struct DispatchCall
+{
+	char		session_id[FLEETLM_ID_MAXLEN + 1];
+	int64		turn;
+	int			attempt;
+} DispatchCall;
+
+/* Most records read per round, so that calls keep being served */
+#define DISPATCH_TAIL_RECORDS	4096
+
+/* Reload the agents at least this often (hand edits of fleetlm.agents) */
+#define DISPATCH_AGENTS_RELOAD_MS	5000
+
+/* entire history is capped at what one read returns */
+#define DISPATCH_ENTIRE_MAX		100000
+
+static HTAB *agent_table = NULL;
+static MemoryContext agent_context = NULL;
+static MemoryContext round_context = NULL;
+static uint64 agents_seen_version = 0;
+static TimestampTz agents_loaded_at = 0;
+static bool agents_stale = true;
+static DispatchCall *calls = NULL;
+static int	running_total = 0;
+static uint64 tail_cursor = 0;
+static bool need_resync = true;
+static bool agents_change_pending = false;
+
+static void dispatch_shutdown(int code, Datum arg);
+static void dispatch_set_options(void);
+static void dispatch_agents_xact_cb(XactEvent event, void *arg);
+static void dispatch_agents_reload(void);
+static DispatchAgent *dispatch_agent(const char *agent_id);
+static bool dispatch_round(TimestampTz now);
+static void dispatch_finish_calls(void);
+static void dispatch_start_due(TimestampTz now);
+static void dispatch_start(DispatchTurn *t, DispatchAgent *a);
+static char *dispatch_request_body(DispatchTurn *t, DispatchAgent *a,
+								   int64 turn, int attempt);
+static void dispatch_answer(DispatchTurn *t, int64 turn, int attempt,
+							Jsonb *message, const char *error, int status);
+static void dispatch_retry_or_fail(DispatchTurn *t, DispatchAgent *a,
+								   const HttpResult *res, bool retryable);
+static void dispatch_after_answer(DispatchTurn *t);
+static long dispatch_next_due_ms(TimestampTz now);
+static bool dispatch_startable(DispatchTurn *t, TimestampTz now);
+
+/*
+ * Register the worker; called from _PG_init.
+ */
+void
+dispatch_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	strcpy(worker.bgw_library_name, "fleetlm");
+	strcpy(worker.bgw_function_name, "dispatch_main");
+	strcpy(worker.bgw_name, "fleetlm dispatcher");
+	strcpy(worker.bgw_type, "fleetlm dispatcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * Transaction callback of a backend that changed fleetlm.agents: tell the
+ * dispatcher once the change is committed (and visible).
+ */
+static void
+dispatch_agents_xact_cb(XactEvent event, void *arg)
+{
+	if (!agents_change_pending)
+		return;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+	{
+		agents_change_pending = false;
+		pg_atomic_fetch_add_u64(&dispatch_shared->agents_version, 1);
+		dispatch_wake();
+	}
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+			 event == XACT_EVENT_PREPARE)
+		agents_change_pending = false;
+}
+
+/*
+ * register_agent and set_agent_status call this after their change.
+ */
+void
+dispatch_agents_changed(void)
+{
+	static bool registered = false;
+
+	if (dispatch_shared == NULL)
+		return;
+	if (!registered)
+	{
+		RegisterXactCallback(dispatch_agents_xact_cb, NULL);
+		registered = true;
+	}
+	agents_change_pending = true;
+}
+
+static void
+dispatch_shutdown(int code, Datum arg)
+{
+	http_shutdown();
+	dispatch_shared->latch = NULL;
+	dispatch_shared->pid = 0;
+	pg_atomic_write_u32(&dispatch_shared->in_flight, 0);
+}
+
+/*
+ * The dispatcher's own settings, as the applier's: it must not inherit a
+ * statement timeout or a search_path from the database's defaults.
+ */
+static void
+dispatch_set_options(void)
+{
+	SetConfigOption("application_name", "fleetlm dispatcher", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+static DispatchAgent *
+dispatch_agent(const char *agent_id)
+{
+	if (agent_table == NULL)
+		return NULL;
+	return hash_search(agent_table, agent_id, HASH_FIND, NULL);
+}
+
+/*
+ * For the turn table: is this agent registered and enabled?
+ */
+bool
+dispatch_agent_active(const char *agent_id)
+{
+	DispatchAgent *a = dispatch_agent(agent_id);
+
+	return a != NULL && a->enabled;
+}
+
+int
+dispatch_agent_debounce_ms(const char *agent_id)
+{
+	DispatchAgent *a = dispatch_agent(agent_id);
+
+	return a ? a->debounce_ms : 0;
+}
+
+/*
+ * Deconstruct a text[] datum into C strings in agent_context.
+ */
+static int
+dispatch_text_array(Datum d, bool isnull, char ***out)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	*out = NULL;
+	if (isnull)
+		return 0;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	*out = MemoryContextAlloc(agent_context, sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		(*out)[i] = MemoryContextStrdup(agent_context,
+										nulls[i] ? "" : TextDatumGetCString(elems[i]));
+	return n;
+}
+
+/*
+ * Read fleetlm.agents afresh.  Runs in a round's transaction.
+ */
+static void
+dispatch_agents_reload(void)
+{
+	static SPIPlanPtr plan = NULL;
+	HASHCTL		ctl;
+	DispatchTurn *t;
+
+	agents_seen_version = pg_atomic_read_u64(&dispatch_shared->agents_version);
+	plan = fleet_spi_plan(&plan,
+						  "SELECT agent_id, origin_url || webhook_path, protocol, history_mode,"
+						  "       history_limit, timeout_ms, debounce_ms, max_concurrency,"
+						  "       max_attempts, model, status = 'enabled',"
+						  "       ARRAY(SELECT h.key || ': ' || h.value"
+						  "               FROM jsonb_each_text(headers) h ORDER BY h.key),"
+						  "       ARRAY(SELECT h.key FROM jsonb_each_text(secret_headers) h ORDER BY h.key),"
+						  "       ARRAY(SELECT h.value FROM jsonb_each_text(secret_headers) h ORDER BY h.key)"
+						  "  FROM fleetlm.agents",
+						  0, NULL);
+	if (SPI_execute_plan(plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "fleetlm dispatcher: could not read fleetlm.agents");
+
+	if (agent_context != NULL)
+		MemoryContextDelete(agent_context);
+	agent_context = AllocSetContextCreate(TopMemoryContext, "fleetlm agents",
+										  ALLOCSET_DEFAULT_SIZES);
+	ctl.keysize = FLEETLM_ID_MAXLEN + 1;
+	ctl.entrysize = sizeof(DispatchAgent);
+	ctl.hcxt = agent_context;
+	agent_table = hash_create("fleetlm agents", 64, &ctl,
+							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *agent_id = SPI_getvalue(tup, desc, 1);
+		DispatchAgent *a;
+		char	   *error = NULL;
+		char	   *s;
+		bool		isnull;
+		Datum		d;
+
+		if (agent_id == NULL || strlen(agent_id) > FLEETLM_ID_MAXLEN)
+			continue;
+		a = hash_search(agent_table, agent_id, HASH_ENTER, NULL);
+		a->url = MemoryContextStrdup(agent_context, SPI_getvalue(tup, desc, 2));
+		a->enabled = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
+		{
+			MemoryContext old = MemoryContextSwitchTo(agent_context);
+
+			if (!agent_url_parse(a->url, &a->parsed, &error))
+			{
+				ereport(WARNING,
+						(errmsg("fleetlm dispatcher: agent \"%s\" has an invalid URL: %s; it gets no turns",
+								agent_id, error)));
+				a->enabled = false;
+			}
+			MemoryContextSwitchTo(old);
+		}
+		a->host_is_name = a->parsed.host != NULL && a->parsed.host[0] != '[' &&
+			strspn(a->parsed.host, "0123456789.") != strlen(a->parsed.host);
+		s = SPI_getvalue(tup, desc, 3);
+		a->protocol = agent_stream_protocol(s);
+		s = SPI_getvalue(tup, desc, 4);
+		a->history_mode = s[0];
+		a->history_limit = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		a->timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+		a->debounce_ms = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+		a->max_concurrency = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+		a->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
+		s = SPI_getvalue(tup, desc, 10);
+		a->model = s ? MemoryContextStrdup(agent_context, s) : NULL;
+		d = SPI_getbinval(tup, desc, 12, &isnull);
+		a->nheaders = dispatch_text_array(d, isnull, &a->header_lines);
+		d = SPI_getbinval(tup, desc, 13, &isnull);
+		a->nsecrets = dispatch_text_array(d, isnull, &a->secret_header);
+		d = SPI_getbinval(tup, desc, 14, &isnull);
+		(void) dispatch_text_array(d, isnull, &a->secret_name);
+		a->running = 0;
+	}
+
+	/* calls in flight keep counting against their agent */
+	for (int i = 0; i < fleetlm_dispatch_max_inflight; i++)
+	{
+		DispatchAgent *a;
+
+		if (calls[i].session_id[0] == '\0')
+			continue;
+		t = turns_find(calls[i].session_id);
+		if (t != NULL && (a = dispatch_agent(t->agent_id)) != NULL)
+			a->running++;
+	}
+	agents_loaded_at = GetCurrentTimestamp();
+	agents_stale = false;
+}
+
+/*
+ * The turn table's hook: the log holds the answer to turn `turn`.
+ */
+void
+dispatch_turn_resolved(DispatchTurn *t, int64 turn, bool failed)
+{
+	if (turn <= t->resolved)
+		return;
+	turns_lock();
+	t->resolved = turn;
+	turns_unlock();
+	if (t->state == TURN_RUNNING)
+	{
+		/* answered already (an earlier life of ours): drop this call */
+		if (turn >= t->turn)
+			http_cancel(t->xfer);
+		return;
+	}
+	if (t->turn == 0 || t->resolved >= t->turn || t->resolved >= t->user_seq)
+		dispatch_after_answer(t);
+}
+
+/*
+ * A turn is answered: go on with a follow-up turn if the user spoke since,
+ * else forget the session.
+ */
+static void
+dispatch_after_answer(DispatchTurn *t)
+{
+	turns_lock();
+	if (t->user_seq > t->resolved)
+	{
+		int			debounce = dispatch_agent_debounce_ms(t->agent_id);
+
+		t->state = TURN_WAITING;
+		t->turn = 0;
+		t->attempt = 0;
+		t->next_chunk = 1;
+		t->first_at = t->last_at;
+		t->due_at = TimestampTzPlusMilliseconds(t->last_at, debounce);
+		t->last_status = 0;
+		t->last_error[0] = '\0';
+	}
+	else
+		turns_remove(t);
+	turns_unlock();
+}
+
+/*
+ * The turn table's hook: the session was deleted.
+ */
+void
+dispatch_session_deleted(DispatchTurn *t)
+{
+	if (t->state == TURN_RUNNING)
+	{
+		turns_lock();
+		t->deleted = true;
+		turns_unlock();
+		http_cancel(t->xfer);
+		return;					/* removed when the call is settled */
+	}
+	turns_lock();
+	turns_remove(t);
+	turns_unlock();
+}
+
+/*
+ * Back-off before attempt `attempt` + 1: full jitter over 250 ms doubling,
+ * capped; at least what the agent asked with Retry-After (also capped).
+ */
+static int
+dispatch_backoff_ms(int attempt, int retry_after_ms)
+{
+	int64		ceiling = 250;
+	int			delay;
+
+	for (int i = 1; i < attempt && ceiling < fleetlm_dispatch_retry_max_delay_ms; i++)
+		ceiling *= 2;
+	ceiling = Min(ceiling, fleetlm_dispatch_retry_max_delay_ms);
+	delay = (int) pg_prng_uint64_range(&pg_global_prng_state, 0, (uint64) ceiling);
+	if (retry_after_ms > delay)
+		delay = Min(retry_after_ms, fleetlm_dispatch_retry_max_delay_ms);
+	return delay;
+}
+
+/*
+ * Append the answer to a turn: the agent's message, or an agent_error.
+ * In a subtransaction, so that one failed append does not undo the
+ * round; a failure leaves the turn to run again a second later.
+ */
+static void
+dispatch_answer(DispatchTurn *t, int64 turn, int attempt, Jsonb *message,
+				const char *error, int status)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	FleetRecordInput in;
+	StringInfoData buf;
+	char		key[32];
+	bool		duplicate;
+	bool		ok = false;
+
+	snprintf(key, sizeof(key), "turn:" INT64_FORMAT, turn);
+	memset(&in, 0, sizeof(in));
+	in.type = FLEET_REC_APPEND;
+	initStringInfo(&buf);
+	if (message != NULL)
+	{
+		in.kind = "assistant";
+		in.content = message;
+		appendStringInfo(&buf, "{\"turn\": " INT64_FORMAT ", \"attempt\": %d}",
+						 turn, attempt);
+	}
+	else
+	{
+		in.kind = "agent_error";
+		appendStringInfoString(&buf, "{\"error\": ");
+		escape_json(&buf, error);
+		if (status > 0)
+			appendStringInfo(&buf, ", \"status\": %d", status);
+		else
+			appendStringInfoString(&buf, ", \"status\": null");
+		appendStringInfo(&buf, ", \"attempts\": %d}", attempt);
+		in.content = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+		resetStringInfo(&buf);
+		appendStringInfo(&buf, "{\"turn\": " INT64_FORMAT "}", turn);
+	}
+	in.metadata = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		(void) append_group_async(t->session_id, t->agent_id, &in, 1, key,
+								  &duplicate);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("fleetlm dispatcher could not append the answer to turn " INT64_FORMAT " of session \"%s\": %s",
+						turn, t->session_id, edata->message),
+				 errdetail("The turn runs again.")));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+
+	turns_lock();
+	if (ok)
+		t->state = TURN_APPENDING;
+	else
+	{
+		t->state = TURN_RETRY;
+		t->due_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+	}
+	turns_unlock();
+	if (ok && message != NULL)
+		pg_atomic_fetch_add_u64(&dispatch_shared->turns_completed, 1);
+	else if (ok)
+		pg_atomic_fetch_add_u64(&dispatch_shared->turns_failed, 1);
+}
+
+/*
+ * An attempt failed: schedule the next, or give up with an agent_error.
+ */
+static void
+dispatch_retry_or_fail(DispatchTurn *t, DispatchAgent *a,
+					   const HttpResult *res, bool retryable)
+{
+	int			max_attempts = a ? a->max_attempts : 1;
+
+	turns_set_error(t, res->status, res->error);
+	if (retryable && t->attempt < max_attempts)
+	{
+		int			delay = dispatch_backoff_ms(t->attempt, res->retry_after_ms);
+
+		turns_lock();
+		t->state = TURN_RETRY;
+		t->due_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
+		turns_unlock();
+		pg_atomic_fetch_add_u64(&dispatch_shared->attempts_retried, 1);
+		return;
+	}
+	dispatch_answer(t, t->turn, t->attempt, NULL, res->error, res->status);
+}
+
+/*
+ * Settle the calls that ended.
+ */
+static void
+dispatch_finish_calls(void)
+{
+	int			x;
+
+	while ((x = http_next_done()) >= 0)
+	{
+		DispatchCall *c = &calls[x];
+		DispatchTurn *t = turns_find(c->session_id);
+		DispatchAgent *a = t ? dispatch_agent(t->agent_id) : NULL;
+		HttpResult res;
+		char		fallback[FLEETLM_ID_MAXLEN + 48];
+
+		snprintf(fallback, sizeof(fallback), "msg-%s-" INT64_FORMAT, c->session_id, c->turn);
+		http_result(x, &res, fallback);
+		http_release(x, res.outcome != HTTP_OK);
+		c->session_id[0] = '\0';
+		running_total--;
+		pg_atomic_write_u32(&dispatch_shared->in_flight, running_total);
+		pg_atomic_fetch_add_u64(&dispatch_shared->http_usec, res.usec);
+		if (a != NULL && a->running > 0)
+			a->running--;
+
+		if (t == NULL || t->xfer != x || t->state != TURN_RUNNING)
+			continue;
+		t->xfer = -1;
+
+		if (res.outcome == HTTP_CANCELLED)
+		{
+			/* answered meanwhile, or the session is gone */
+			turns_lock();
+			t->state = TURN_RETRY;
+			t->due_at = GetCurrentTimestamp();
+			turns_unlock();
+			if (t->resolved >= t->turn)
+				dispatch_after_answer(t);
+			else if (t->deleted)
+			{
+				turns_lock();
+				turns_remove(t);
+				turns_unlock();
+			}
+			continue;
+		}
+		turns_lock();
+		t->next_chunk += res.chunks;
+		turns_unlock();
+		if (res.outcome == HTTP_OK)
+			dispatch_answer(t, t->turn, t->attempt, res.message, NULL, 0);
+		else
+			dispatch_retry_or_fail(t, a, &res, res.outcome == HTTP_RETRY);
+	}
+}
+
+/*
+ * May this turn start now?  Due, its agent enabled with room, room overall.
+ */
+static bool
+dispatch_startable(DispatchTurn *t, TimestampTz now)
+{
+	DispatchAgent *a;
+
+	if ((t->state != TURN_WAITING && t->state != TURN_RETRY) || t->due_at > now)
+		return false;
+	if (t->state == TURN_WAITING && t->user_seq <= t->resolved)
+		return false;
+	a = dispatch_agent(t->agent_id);
+	if (a == NULL || !a->enabled || a->running >= a->max_concurrency)
+		return false;
+	return running_total < fleetlm_dispatch_max_inflight;
+}
+
+/*
+ * Start every turn that is due, as long as there is room.
+ */
+static void
+dispatch_start_due(TimestampTz now)
+{
+	HASH_SEQ_STATUS status;
+	DispatchTurn *t;
+	DispatchTurn **due;
+	int			n = 0;
+	long		cap = turns_count();
+
+	if (cap == 0 || running_total >= fleetlm_dispatch_max_inflight)
+		return;
+	/* collect first: starting changes the table under a scan otherwise */
+	due = palloc(sizeof(DispatchTurn *) * cap);
+	turns_iterate_begin(&status);
+	while ((t = turns_iterate_next(&status)) != NULL)
+	{
+		if (n < cap && dispatch_startable(t, now))
+			due[n++] = t;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		if (dispatch_startable(due[i], now))
+			dispatch_start(due[i], dispatch_agent(due[i]->agent_id));
+	}
+	pfree(due);
+}
+
+/*
+ * The request body of a turn: its exact history, as the agent's protocol
+ * wants it.  One query through fleetlm.messages(), which sees durable
+ * messages before they reach the table.  Palloc'd in the round's context.
+ */
+static char *
+dispatch_request_body(DispatchTurn *t, DispatchAgent *a, int64 turn, int attempt)
+{
+	static SPIPlanPtr fleet_plan = NULL;
+	static SPIPlanPtr openai_plan = NULL;
+	Oid			types[8] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT4OID,
+	INT8OID, INT4OID, TEXTOID};
+	Datum		args[8];
+	char		nulls[8] = "        ";
+	int64		after;
+	int32		count;
+	SPIPlanPtr	plan;
+	bool		isnull;
+
+	switch (a->history_mode)
+	{
+		case 'l':
+			after = turn - 1;
+			count = 1;
+			break;
+		case 'e':
+			count = (int32) Min(turn, DISPATCH_ENTIRE_MAX);
+			after = turn - count;
+			break;
+		default:
+			count = (int32) Min(turn, (int64) a->history_limit);
+			after = turn - count;
+			break;
+	}
+	args[0] = CStringGetTextDatum(t->session_id);
+	args[1] = CStringGetTextDatum(t->agent_id);
+	args[2] = CStringGetTextDatum(t->user_id);
+	args[3] = Int64GetDatum(turn);
+	args[4] = Int32GetDatum(attempt);
+	args[5] = Int64GetDatum(after);
+	args[6] = Int32GetDatum(count);
+	if (a->model)
+		args[7] = CStringGetTextDatum(a->model);
+	else
+	{
+		args[7] = (Datum) 0;
+		nulls[7] = 'n';
+	}
+
+	if (a->protocol == AGENT_STREAM_OPENAI)
+	{
+		openai_plan = fleet_spi_plan(&openai_plan,
+									 "SELECT jsonb_build_object('model', $8, 'stream', true, 'messages',"
+									 "  COALESCE((SELECT jsonb_agg(jsonb_build_object("
+									 "     'role', CASE WHEN m.sender_id = $3 THEN 'user'"
+									 "                  WHEN m.kind = 'system' THEN 'system'"
+									 "                  WHEN m.sender_id = $2 THEN 'assistant'"
+									 "                  ELSE 'user' END,"
+									 "     'content', CASE jsonb_typeof(m.content)"
+									 "        WHEN 'string' THEN m.content #>> '{}'"
+									 "        ELSE COALESCE(m.content ->> 'text',"
+									 "          (SELECT string_agg(p ->> 'text', '')"
+									 "             FROM jsonb_array_elements(CASE WHEN jsonb_typeof(m.content -> 'parts') = 'array'"
+									 "                                           THEN m.content -> 'parts' ELSE '[]'::jsonb END) p"
+									 "            WHERE p ->> 'type' = 'text'),"
+									 "          m.content::text) END) ORDER BY m.seq)"
+									 "     FROM fleetlm.messages($1, $6, $7) m"
+									 "    WHERE m.seq <= $4 AND m.kind <> 'agent_error'), '[]'::jsonb))::text"
+									 " WHERE $5 IS NOT NULL",
+									 8, types);
+		plan = openai_plan;
+	}
+	else
+	{
+		fleet_plan = fleet_spi_plan(&fleet_plan,
+									"SELECT jsonb_build_object('session_id', $1, 'agent_id', $2,"
+									"  'user_id', $3, 'turn', $4, 'attempt', $5, 'messages',"
+									"  COALESCE((SELECT jsonb_agg(jsonb_build_object("
+									"     'seq', m.seq, 'sender_id', m.sender_id, 'kind', m.kind,"
+									"     'content', m.content, 'metadata', m.metadata,"
+									"     'inserted_at', m.inserted_at) ORDER BY m.seq)"
+									"     FROM fleetlm.messages($1, $6, $7) m"
+									"    WHERE m.seq <= $4), '[]'::jsonb))::text"
+									" WHERE $8 IS NULL OR true",
+									8, types);
+		plan = fleet_plan;
+	}
+	if (SPI_execute_plan(plan, args, nulls, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "fleetlm dispatcher: could not read the history of session \"%s\"",
+			 t->session_id);
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/*
+ * Start turn t (a new turn, or the next attempt of the current one).
+ * Failures that no retry can mend (URL no longer allowed, secret missing)
+ * answer the turn with an agent_error at once.
+ */
+static void
+dispatch_start(DispatchTurn *t, DispatchAgent *a)
+{
+	bool		new_turn = (t->state == TURN_WAITING);
+	int64		turn = new_turn ? t->user_seq : t->turn;
+	int			attempt = new_turn ? 1 : t->attempt + 1;
+	struct curl_slist *headers = NULL;
+	HttpRequest req;
+	HttpResult	fail;
+	char		error[256];
+	char		idem[FLEETLM_ID_MAXLEN + 32];
+	bool		ok = true;
+	int			x;
+
+	turns_lock();
+	t->turn = turn;
+	t->attempt = attempt;
+	if (new_turn)
+		t->next_chunk = 1;
+	turns_unlock();
+	if (new_turn)
+		pg_atomic_fetch_add_u64(&dispatch_shared->turns_started, 1);
+
+	memset(&fail, 0, sizeof(fail));
+	if (!agent_url_allowed(&a->parsed, fleetlm_agent_url_allowlist))
+	{
+		snprintf(fail.error, sizeof(fail.error),
+				 "the agent's URL is not allowed by fleetlm.agent_url_allowlist");
+		dispatch_retry_or_fail(t, a, &fail, false);
+		return;
+	}
+
+	headers = http_header_append(headers, "Content-Type", "application/json", &ok);
+	headers = http_header_append(headers, "Accept",
+								 "application/x-ndjson, text/event-stream", &ok);
+	snprintf(idem, sizeof(idem), "%s:" INT64_FORMAT, t->session_id, turn);
+	headers = http_header_append(headers, "Idempotency-Key", idem, &ok);
+	headers = http_header_append(headers, "Expect", "", &ok);
+	for (int i = 0; i < a->nheaders; i++)
+	{
+		struct curl_slist *n = curl_slist_append(headers, a->header_lines[i]);
+
+		if (n == NULL)
+			ok = false;
+		else
+			headers = n;
+	}
+	for (int i = 0; i < a->nsecrets; i++)
+	{
+		const char *value = secrets_get(a->secret_name[i]);
+
+		if (value == NULL)
+		{
+			curl_slist_free_all(headers);
+			snprintf(fail.error, sizeof(fail.error),
+					 "secret \"%s\" (header \"%s\") is not defined in fleetlm.agent_secrets_file",
+					 a->secret_name[i], a->secret_header[i]);
+			dispatch_retry_or_fail(t, a, &fail, false);
+			return;
+		}
+		headers = http_header_append(headers, a->secret_header[i], value, &ok);
+	}
+	if (!ok)
+	{
+		curl_slist_free_all(headers);
+		snprintf(fail.error, sizeof(fail.error), "out of memory building the request headers");
+		dispatch_retry_or_fail(t, a, &fail, true);
+		return;
+	}
+
+	memset(&req, 0, sizeof(req));
+	req.url = a->url;
+	req.body = dispatch_request_body(t, a, turn, attempt);
+	req.headers = headers;
+	req.protocol = a->protocol;
+	req.check_address = a->host_is_name;
+	req.timeout_ms = a->timeout_ms;
+	req.session_id = t->session_id;
+	req.turn = turn;
+	req.attempt = attempt;
+	req.first_chunk = t->next_chunk;
+	x = http_start(&req, error, sizeof(error));
+	if (x < 0)
+	{
+		strlcpy(fail.error, error, sizeof(fail.error));
+		dispatch_retry_or_fail(t, a, &fail, true);
+		return;
+	}
+	strlcpy(calls[x].session_id, t->session_id, sizeof(calls[x].session_id));
+	calls[x].turn = turn;
+	calls[x].attempt = attempt;
+	running_total++;
+	pg_atomic_write_u32(&dispatch_shared->in_flight, running_total);
+	a->running++;
+	turns_lock();
+	t->state = TURN_RUNNING;
+	t->xfer = x;
+	t->started_at = GetCurrentTimestamp();
+	turns_unlock();
+}
+
+/*
+ * Milliseconds until the next turn becomes due (-1: none); 0 if one is
+ * startable now.
+ */
+static long
+dispatch_next_due_ms(TimestampTz now)
+{
+	HASH_SEQ_STATUS status;
+	DispatchTurn *t;
+	TimestampTz next = 0;
+
+	turns_iterate_begin(&status);
+	while ((t = turns_iterate_next(&status)) != NULL)
+	{
+		if (t->state != TURN_WAITING && t->state != TURN_RETRY)
+			continue;
+		if (t->due_at <= now)
+		{
+			if (dispatch_startable(t, now))
+			{
+				hash_seq_term(&status);
+				return 0;
+			}
+			continue;			/* waits for room: a call's end wakes us */
+		}
+		if (next == 0 || t->due_at < next)
+			next = t->due_at;
+	}
+	if (next == 0)
+		return -1;
+	return (long) ((next - now + 999) / 1000);
+}
+
+/*
+ * One round of work in one transaction.  Returns true if records are left
+ * to read (the caller comes back without waiting).
+ */
+static bool
+dispatch_round(TimestampTz now)
+{
+	bool		more = false;
+	FleetSpiContext spi;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	fleet_spi_connect(&spi);
+	pgstat_report_activity(STATE_RUNNING, "fleetlm: dispatching");
+	MemoryContextSwitchTo(round_context);
+
+	if (agents_stale)
+		dispatch_agents_reload();
+	if (need_resync)
+		need_resync = !turns_resync(&tail_cursor);
+	if (!need_resync)
+	{
+		if (!turns_tail(&tail_cursor, DISPATCH_TAIL_RECORDS))
+			need_resync = true;
+		else
+			more = tail_cursor < fleet_read_pos(&fleet_shared->durable);
+	}
+	dispatch_finish_calls();
+	dispatch_start_due(GetCurrentTimestamp());
+
+	fleet_spi_finish(&spi);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextReset(round_context);
+	return more || need_resync;
+}
+
+/*
+ * Main loop of the dispatcher.
+ */
+void
+dispatch_main(Datum main_arg)
+{
+	WaitEventSet *set;
+	int			sock_pos;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(fleetlm_database, NULL, 0);
+	dispatch_set_options();
+	pgstat_report_appname("fleetlm dispatcher");
+
+	round_context = AllocSetContextCreate(TopMemoryContext, "fleetlm dispatcher round",
+										  ALLOCSET_DEFAULT_SIZES);
+	calls = MemoryContextAllocZero(TopMemoryContext,
+								   sizeof(DispatchCall) * fleetlm_dispatch_max_inflight);
+	http_init();
+	secrets_load();
+	stream_close_all();			/* slots an earlier life left open */
+
+	dispatch_shared->pid = MyProcPid;
+	dispatch_shared->latch = MyLatch;
+	before_shmem_exit(dispatch_shutdown, (Datum) 0);
+
+	set = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	sock_pos = AddWaitEventToSet(set, WL_SOCKET_READABLE, http_wait_fd(), NULL, NULL);
+
+	for (;;)
+	{
+		WaitEvent	events[3];
+		TimestampTz now;
+		long		timeout;
+		long		t2;
+		bool		sockets = false;
+		bool		more = false;
+		int			n;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			secrets_load();
+			agents_stale = true;
+		}
+
+		now = GetCurrentTimestamp();
+		if (pg_atomic_read_u32(&fleet_shared->state) != FLEET_STATE_READY)
+		{
+			/* recovery first: the log is not readable yet */
+			timeout = 100;
+		}
+		else
+		{
+			if (pg_atomic_read_u64(&dispatch_shared->agents_version) != agents_seen_version ||
+				TimestampDifferenceExceeds(agents_loaded_at, now, DISPATCH_AGENTS_RELOAD_MS))
+				agents_stale = true;
+			if (agents_stale || need_resync ||
+				tail_cursor < fleet_read_pos(&fleet_shared->durable) ||
+				http_next_done() >= 0 ||
+				dispatch_next_due_ms(now) == 0)
+				more = dispatch_round(now);
+
+			now = GetCurrentTimestamp();
+			timeout = DISPATCH_AGENTS_RELOAD_MS;
+			t2 = dispatch_next_due_ms(now);
+			if (t2 >= 0 && t2 < timeout)
+				timeout = t2;
+			t2 = http_timeout_ms(now);
+			if (t2 >= 0 && t2 < timeout)
+				timeout = t2;
+			if (need_resync)
+				timeout = Min(timeout, 100);
+			else if (more)
+				timeout = 0;
+		}
+
+		n = WaitEventSetWait(set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
+		for (int i = 0; i < n; i++)
+		{
+			if (events[i].events & WL_LATCH_SET)
+				ResetLatch(MyLatch);
+			if (events[i].pos == sock_pos)
+				sockets = true;
+		}
+		CHECK_FOR_INTERRUPTS();
+		http_run(sockets, GetCurrentTimestamp());
+	}
+}
