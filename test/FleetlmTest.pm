@@ -20,13 +20,15 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use JSON::PP;
 use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(fleetlm_node create_sessions start_load finish_load wait_acked
   build_pipeline_client fsync_shim fsync_fault_on fsync_fault_off
   verify_acked restart_node wait_ready stat_value fleet_query
   wal_dir segment_files client_messages check_client_errors crash_errors
-  table_vs_messages);
+  table_vs_messages start_mock_agent stop_mock_agent mock_requests
+  agent_node wait_answer answers_of);
 
 # A started node with fleetlm preloaded and created in database postgres.
 # %conf: extra settings (name => value).
@@ -533,6 +535,99 @@ sub segment_files
 	my @f = sort grep { /^[0-9A-F]{16}$/ } readdir $d;
 	closedir $d;
 	return @f;
+}
+
+# A mock agent (test/mock_agent.pl) on 127.0.0.1, on a free port.  Returns
+# a handle: {port}, {url} ("http://127.0.0.1:PORT"), {log} (its request
+# log).  The agent's behaviour is chosen by the webhook path (see the
+# script).
+sub start_mock_agent
+{
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my %m = (log => "$dir/requests.jsonl", out => '', err => '');
+	my $pf = "$dir/port";
+	$m{handle} = IPC::Run::start(
+		[ 'perl', "$ENV{TESTDIR}/test/mock_agent.pl", '--port-file', $pf,
+		  '--log', $m{log} ],
+		'>', \$m{out}, '2>', \$m{err});
+	for (1 .. 200)
+	{
+		last if -s $pf;
+		usleep(50_000);
+	}
+	open my $fh, '<', $pf or die "mock agent did not start: $m{err}";
+	my $port = <$fh>;
+	close $fh;
+	chomp $port;
+	$m{port} = $port;
+	$m{url} = "http://127.0.0.1:$port";
+	return \%m;
+}
+
+sub stop_mock_agent
+{
+	my ($m) = @_;
+	$m->{handle}->signal('TERM');
+	$m->{handle}->finish;
+	return $m->{err};
+}
+
+# The requests the mock received so far, as hashes (see the script),
+# optionally only those whose path is $path.
+sub mock_requests
+{
+	my ($m, $path) = @_;
+	my @r;
+	open my $fh, '<', $m->{log} or return ();
+	while (my $line = <$fh>)
+	{
+		my $r = decode_json($line);
+		push @r, $r if !defined $path || $r->{path} eq $path;
+	}
+	close $fh;
+	return @r;
+}
+
+# A node whose allowlist lets agents call the mock.  %conf as fleetlm_node.
+sub agent_node
+{
+	my ($name, $mock, %conf) = @_;
+	return fleetlm_node($name,
+		'fleetlm.agent_url_allowlist' => "'$mock->{url}/'",
+		%conf);
+}
+
+# Wait (up to $timeout s, default 30) until session $s holds the answer to
+# turn $turn, and return it as a hash (seq, sender_id, kind, content,
+# metadata; the jsonb columns decoded), or undef.
+sub wait_answer
+{
+	my ($node, $s, $turn, $timeout) = @_;
+	$timeout //= 30;
+	my $deadline = time + $timeout;
+	while (time < $deadline)
+	{
+		my $row = $node->safe_psql('postgres',
+			"SELECT json_build_object('seq', seq, 'sender_id', sender_id, 'kind', kind,"
+			  . " 'content', content, 'metadata', metadata)"
+			  . " FROM fleetlm.messages('$s', 0, 100000)"
+			  . " WHERE idempotency_key = 'turn:$turn'");
+		return decode_json($row) if $row ne '';
+		usleep(50_000);
+	}
+	return undef;
+}
+
+# Every answer (message keyed turn:<T>) of session $s: [ [T, kind], ... ]
+# in seq order.
+sub answers_of
+{
+	my ($node, $s) = @_;
+	my $out = $node->safe_psql('postgres',
+		"SELECT substr(idempotency_key, 6) || ' ' || kind"
+		  . " FROM fleetlm.messages('$s', 0, 100000)"
+		  . " WHERE idempotency_key LIKE 'turn:%' ORDER BY seq");
+	return [ map { [ split / /, $_ ] } grep { $_ ne '' } split /\n/, $out ];
 }
 
 1;
