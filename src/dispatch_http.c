@@ -705,6 +705,13 @@ http_result(int xfer, HttpResult *res, const char *fallback_id)
 		snprintf(res->error, sizeof(res->error), "%s",
 				 x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->result));
 	}
+	else if (!ar.complete && ar.agent_error != NULL)
+	{
+		/* the agent said it failed: its answer, not worth repeating */
+		res->outcome = HTTP_FAIL;
+		snprintf(res->error, sizeof(res->error), "the agent reported an error: %s",
+				 ar.agent_error);
+	}
 	else if (!ar.complete)
 	{
 		res->outcome = HTTP_RETRY;
