@@ -974,6 +974,8 @@ dispatch_main(Datum main_arg)
 	http_init();
 	secrets_load();
 	stream_close_all();			/* slots an earlier life left open */
+	turns_reset();				/* and its turns: resync rebuilds them */
+	pg_atomic_write_u32(&dispatch_shared->in_flight, 0);
 
 	dispatch_shared->pid = MyProcPid;
 	dispatch_shared->latch = MyLatch;

@@ -87,6 +87,7 @@ extern DispatchTurn *turns_find(const char *session_id);
 extern DispatchTurn *turns_enter(const char *session_id, const char *user_id,
 								 const char *agent_id);
 extern void turns_remove(DispatchTurn *t);
+extern void turns_reset(void);
 extern void turns_set_error(DispatchTurn *t, int status, const char *error);
 extern long turns_count(void);
 extern void turns_iterate_begin(HASH_SEQ_STATUS *status);

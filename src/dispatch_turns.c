@@ -198,6 +198,23 @@ turns_remove(DispatchTurn *t)
 }
 
 /*
+ * Empty the table: a dispatcher starting afresh has no call in flight,
+ * whatever an earlier life of it left in shared memory.
+ */
+void
+turns_reset(void)
+{
+	HASH_SEQ_STATUS status;
+	DispatchTurn *t;
+
+	turns_lock();
+	hash_seq_init(&status, turn_table);
+	while ((t = hash_seq_search(&status)) != NULL)
+		turns_remove(t);
+	turns_unlock();
+}
+
+/*
  * Record why the last attempt failed, for the view.
  */
 void

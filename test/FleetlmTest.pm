@@ -537,6 +537,8 @@ sub segment_files
 	return @f;
 }
 
+our @mock_agents;
+
 # A mock agent (test/mock_agent.pl) on 127.0.0.1, on a free port.  Returns
 # a handle: {port}, {url} ("http://127.0.0.1:PORT"), {log} (its request
 # log).  The agent's behaviour is chosen by the webhook path (see the
@@ -561,7 +563,17 @@ sub start_mock_agent
 	chomp $port;
 	$m{port} = $port;
 	$m{url} = "http://127.0.0.1:$port";
+	push @mock_agents, \%m;
 	return \%m;
+}
+
+# a test that dies half way must not leave its mock agent running
+END
+{
+	for my $m (@mock_agents)
+	{
+		eval { $m->{handle}->kill_kill(grace => 1) if $m->{handle}->pumpable; };
+	}
 }
 
 sub stop_mock_agent
