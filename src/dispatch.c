@@ -44,6 +44,8 @@
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -53,17 +55,20 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/tuplestore.h"
 
 #include "agent_url.h"
 #include "append.h"
 #include "dispatch.h"
 #include "dispatch_http.h"
+#include "read.h"
 #include "record.h"
 #include "secrets.h"
 #include "shmem.h"
@@ -223,6 +228,8 @@ dispatch_set_options(void)
 	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* the same few saved plans, thousands of times a second: plan once */
+	SetConfigOption("plan_cache_mode", "force_generic_plan", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 static DispatchAgent *
@@ -678,23 +685,97 @@ dispatch_start_due(TimestampTz now)
 }
 
 /*
+ * The text an OpenAI-compatible model sees of a message's content: a JSON
+ * string as is, else its "text", else the concatenated text parts of its
+ * "parts", else the content's JSON.
+ */
+static void
+dispatch_content_text(StringInfo out, Jsonb *content)
+{
+	JsonbValue	v;
+	JsonbValue *p;
+
+	if (JsonbExtractScalar(&content->root, &v))
+	{
+		if (v.type == jbvString)
+		{
+			appendBinaryStringInfo(out, v.val.string.val, v.val.string.len);
+			return;
+		}
+	}
+	else if (JB_ROOT_IS_OBJECT(content))
+	{
+		p = getKeyJsonValueFromContainer(&content->root, "text", 4, &v);
+		if (p != NULL && p->type == jbvString)
+		{
+			appendBinaryStringInfo(out, p->val.string.val, p->val.string.len);
+			return;
+		}
+		p = getKeyJsonValueFromContainer(&content->root, "parts", 5, &v);
+		if (p != NULL && p->type == jbvBinary &&
+			JsonContainerIsArray(p->val.binary.data))
+		{
+			JsonbContainer *parts = p->val.binary.data;
+			int			n = JsonContainerSize(parts);
+
+			for (int i = 0; i < n; i++)
+			{
+				JsonbValue *e = getIthJsonbValueFromContainer(parts, i);
+				JsonbValue	tv;
+				JsonbValue *t;
+				JsonbValue *x;
+
+				if (e == NULL || e->type != jbvBinary ||
+					!JsonContainerIsObject(e->val.binary.data))
+					continue;
+				t = getKeyJsonValueFromContainer(e->val.binary.data, "type", 4, &tv);
+				if (t == NULL || t->type != jbvString || t->val.string.len != 4 ||
+					memcmp(t->val.string.val, "text", 4) != 0)
+					continue;
+				x = getKeyJsonValueFromContainer(e->val.binary.data, "text", 4, &tv);
+				if (x != NULL && x->type == jbvString)
+					appendBinaryStringInfo(out, x->val.string.val, x->val.string.len);
+			}
+			return;
+		}
+	}
+	(void) JsonbToCString(out, &content->root, VARSIZE(content));
+}
+
+/*
+ * The row type of fleetlm.messages, which read_messages fills.
+ */
+static TupleDesc
+dispatch_messages_desc(void)
+{
+	static TupleDesc desc = NULL;
+
+	if (desc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		desc = CreateTupleDescCopy(RelationNameGetTupleDesc("fleetlm.messages"));
+		MemoryContextSwitchTo(old);
+	}
+	return desc;
+}
+
+/*
  * The request body of a turn: its exact history, as the agent's protocol
- * wants it.  One query through fleetlm.messages(), which sees durable
- * messages before they reach the table.  Palloc'd in the round's context.
+ * wants it, read through read_messages (durable messages, from the ring
+ * before they reach the table).  Palloc'd in the round's context.
  */
 static char *
 dispatch_request_body(DispatchTurn *t, DispatchAgent *a, int64 turn, int attempt)
 {
-	static SPIPlanPtr fleet_plan = NULL;
-	static SPIPlanPtr openai_plan = NULL;
-	Oid			types[8] = {TEXTOID, TEXTOID, TEXTOID, INT8OID, INT4OID,
-	INT8OID, INT4OID, TEXTOID};
-	Datum		args[8];
-	char		nulls[8] = "        ";
+	TupleDesc	desc = dispatch_messages_desc();
+	Tuplestorestate *store;
+	TupleTableSlot *slot;
+	StringInfoData buf;
 	int64		after;
 	int32		count;
-	SPIPlanPtr	plan;
-	bool		isnull;
+	bool		first = true;
+	bool		openai = (a->protocol == AGENT_STREAM_OPENAI);
 
 	switch (a->history_mode)
 	{
@@ -711,65 +792,96 @@ dispatch_request_body(DispatchTurn *t, DispatchAgent *a, int64 turn, int attempt
 			after = turn - count;
 			break;
 	}
-	args[0] = CStringGetTextDatum(t->session_id);
-	args[1] = CStringGetTextDatum(t->agent_id);
-	args[2] = CStringGetTextDatum(t->user_id);
-	args[3] = Int64GetDatum(turn);
-	args[4] = Int32GetDatum(attempt);
-	args[5] = Int64GetDatum(after);
-	args[6] = Int32GetDatum(count);
-	if (a->model)
-		args[7] = CStringGetTextDatum(a->model);
+
+	store = tuplestore_begin_heap(false, false, work_mem);
+	(void) read_messages(t->session_id, after, count, store, desc);
+	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+
+	initStringInfo(&buf);
+	if (openai)
+	{
+		appendStringInfoString(&buf, "{\"model\": ");
+		if (a->model)
+			escape_json(&buf, a->model);
+		else
+			appendStringInfoString(&buf, "null");
+		appendStringInfoString(&buf, ", \"stream\": true, \"messages\": [");
+	}
 	else
 	{
-		args[7] = (Datum) 0;
-		nulls[7] = 'n';
+		appendStringInfoString(&buf, "{\"session_id\": ");
+		escape_json(&buf, t->session_id);
+		appendStringInfoString(&buf, ", \"agent_id\": ");
+		escape_json(&buf, t->agent_id);
+		appendStringInfoString(&buf, ", \"user_id\": ");
+		escape_json(&buf, t->user_id);
+		appendStringInfo(&buf, ", \"turn\": " INT64_FORMAT ", \"attempt\": %d, \"messages\": [",
+						 turn, attempt);
 	}
 
-	if (a->protocol == AGENT_STREAM_OPENAI)
+	while (tuplestore_gettupleslot(store, true, false, slot))
 	{
-		openai_plan = fleet_spi_plan(&openai_plan,
-									 "SELECT jsonb_build_object('model', $8, 'stream', true, 'messages',"
-									 "  COALESCE((SELECT jsonb_agg(jsonb_build_object("
-									 "     'role', CASE WHEN m.sender_id = $3 THEN 'user'"
-									 "                  WHEN m.kind = 'system' THEN 'system'"
-									 "                  WHEN m.sender_id = $2 THEN 'assistant'"
-									 "                  ELSE 'user' END,"
-									 "     'content', CASE jsonb_typeof(m.content)"
-									 "        WHEN 'string' THEN m.content #>> '{}'"
-									 "        ELSE COALESCE(m.content ->> 'text',"
-									 "          (SELECT string_agg(p ->> 'text', '')"
-									 "             FROM jsonb_array_elements(CASE WHEN jsonb_typeof(m.content -> 'parts') = 'array'"
-									 "                                           THEN m.content -> 'parts' ELSE '[]'::jsonb END) p"
-									 "            WHERE p ->> 'type' = 'text'),"
-									 "          m.content::text) END) ORDER BY m.seq)"
-									 "     FROM fleetlm.messages($1, $6, $7) m"
-									 "    WHERE m.seq <= $4 AND m.kind <> 'agent_error'), '[]'::jsonb))::text"
-									 " WHERE $5 IS NOT NULL",
-									 8, types);
-		plan = openai_plan;
+		bool		isnull;
+		int64		seq = DatumGetInt64(slot_getattr(slot, 2, &isnull));
+		char	   *sender = TextDatumGetCString(slot_getattr(slot, 3, &isnull));
+		char	   *kind = TextDatumGetCString(slot_getattr(slot, 5, &isnull));
+		Jsonb	   *content = DatumGetJsonbP(slot_getattr(slot, 6, &isnull));
+
+		if (seq > turn)
+			break;
+		if (openai)
+		{
+			const char *role;
+
+			if (strcmp(kind, "agent_error") == 0)
+				continue;
+			if (strcmp(sender, t->user_id) == 0)
+				role = "user";
+			else if (strcmp(kind, "system") == 0)
+				role = "system";
+			else if (strcmp(sender, t->agent_id) == 0)
+				role = "assistant";
+			else
+				role = "user";
+			if (!first)
+				appendStringInfoString(&buf, ", ");
+			appendStringInfo(&buf, "{\"role\": \"%s\", \"content\": ", role);
+			{
+				StringInfoData text;
+
+				initStringInfo(&text);
+				dispatch_content_text(&text, content);
+				escape_json(&buf, text.data);
+				pfree(text.data);
+			}
+			appendStringInfoChar(&buf, '}');
+		}
+		else
+		{
+			Jsonb	   *metadata = DatumGetJsonbP(slot_getattr(slot, 7, &isnull));
+			Datum		at = slot_getattr(slot, 8, &isnull);
+			char		tsbuf[MAXDATELEN + 1];
+
+			if (!first)
+				appendStringInfoString(&buf, ", ");
+			appendStringInfo(&buf, "{\"seq\": " INT64_FORMAT ", \"sender_id\": ", seq);
+			escape_json(&buf, sender);
+			appendStringInfoString(&buf, ", \"kind\": ");
+			escape_json(&buf, kind);
+			appendStringInfoString(&buf, ", \"content\": ");
+			(void) JsonbToCString(&buf, &content->root, VARSIZE(content));
+			appendStringInfoString(&buf, ", \"metadata\": ");
+			(void) JsonbToCString(&buf, &metadata->root, VARSIZE(metadata));
+			appendStringInfo(&buf, ", \"inserted_at\": \"%s\"}",
+							 JsonEncodeDateTime(tsbuf, at, TIMESTAMPTZOID, NULL));
+		}
+		first = false;
+		ExecClearTuple(slot);
 	}
-	else
-	{
-		fleet_plan = fleet_spi_plan(&fleet_plan,
-									"SELECT jsonb_build_object('session_id', $1, 'agent_id', $2,"
-									"  'user_id', $3, 'turn', $4, 'attempt', $5, 'messages',"
-									"  COALESCE((SELECT jsonb_agg(jsonb_build_object("
-									"     'seq', m.seq, 'sender_id', m.sender_id, 'kind', m.kind,"
-									"     'content', m.content, 'metadata', m.metadata,"
-									"     'inserted_at', m.inserted_at) ORDER BY m.seq)"
-									"     FROM fleetlm.messages($1, $6, $7) m"
-									"    WHERE m.seq <= $4), '[]'::jsonb))::text"
-									" WHERE $8 IS NULL OR true",
-									8, types);
-		plan = fleet_plan;
-	}
-	if (SPI_execute_plan(plan, args, nulls, false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "fleetlm dispatcher: could not read the history of session \"%s\"",
-			 t->session_id);
-	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	appendStringInfoString(&buf, "]}");
+	ExecDropSingleTupleTableSlot(slot);
+	tuplestore_end(store);
+	return buf.data;
 }
 
 /*
