@@ -14,6 +14,11 @@
 # directory (e.g. a checkout under /root), the cluster, log and socket live in
 # /var/tmp/fleetlm-run-<uid> and .run/data and .run/server.log are symlinks.
 #
+# Mock agent: test/mock_agent.pl on 127.0.0.1:<port + 1> (FLEETLM_MOCK_PORT
+# overrides), started in the background by `start` (pid in .run/mock.pid, its
+# request log in .run/mock.log) and stopped by `stop`; the demo registers an
+# agent there and shows one turn.
+#
 # Server: shared_preload_libraries=fleetlm, fleetlm.database=fleetlm, listens
 # on localhost:5499 (FLEETLM_PORT overrides) and on the unix socket.  Socket
 # connections are trusted (the socket dir is private, mode 0700); TCP
@@ -25,6 +30,7 @@ cd "$ROOT"
 
 RUNDIR=$ROOT/.run
 PORT=${FLEETLM_PORT:-5499}
+MOCK_PORT=${FLEETLM_MOCK_PORT:-$((PORT + 1))}
 DBNAME=fleetlm
 
 say() { printf '== %s\n' "$*"; }
@@ -172,7 +178,34 @@ listen_addresses = 'localhost'
 unix_socket_directories = '$sock'
 shared_preload_libraries = 'fleetlm'
 fleetlm.database = '$DBNAME'
+fleetlm.agent_url_allowlist = 'http://127.0.0.1:$MOCK_PORT/'
 EOF
+}
+
+mock_running() { [ -f "$RUNDIR/mock.pid" ] && kill -0 "$(cat "$RUNDIR/mock.pid")" 2>/dev/null; }
+
+# The demo's agent: the tests' mock agent, in the background.
+start_mock() {
+    if mock_running; then
+        return 0
+    fi
+    rm -f "$RUNDIR/mock.port"
+    nohup perl "$ROOT/test/mock_agent.pl" --port "$MOCK_PORT" --port-file "$RUNDIR/mock.port" \
+        --log "$RUNDIR/mock.log" >"$RUNDIR/mock.out" 2>&1 &
+    echo $! >"$RUNDIR/mock.pid"
+    for _ in $(seq 50); do
+        [ -s "$RUNDIR/mock.port" ] && return 0
+        sleep 0.1
+    done
+    cat "$RUNDIR/mock.out" >&2
+    die "the mock agent did not start on port $MOCK_PORT"
+}
+
+stop_mock() {
+    if mock_running; then
+        kill "$(cat "$RUNDIR/mock.pid")" 2>/dev/null || true
+    fi
+    rm -f "$RUNDIR/mock.pid" "$RUNDIR/mock.port"
 }
 
 # psql as the invoking user (the cluster owner, or root) over the unix socket.
@@ -182,13 +215,26 @@ psql_srv() {
 
 demo() {
     say "demo"
-    psql_srv -d "$DBNAME" <<'EOF'
+    psql_srv -d "$DBNAME" -v mock="http://127.0.0.1:$MOCK_PORT" <<'EOF'
 \pset footer on
+\echo -- a session with no agent: appends and reads
 SELECT fleetlm.create_session('user-1', 'agent-1') AS sid \gset
 \echo created session :sid
 SELECT fleetlm.append(:'sid', 'user-1', 'text', '{"text":"hello"}') AS seq;
 SELECT fleetlm.append(:'sid', 'agent-1', 'text', '{"text":"hi! how can I help?"}') AS seq;
 SELECT seq, sender_id, kind, content FROM fleetlm.messages(:'sid');
+\echo -- an agent: the mock agent, streaming its reply as SSE, 150 ms per chunk
+SELECT agent_id, protocol, status FROM fleetlm.register_agent('demo-agent', :'mock',
+       '/sse?delay_ms=150&chunks=3', debounce_ms => 0);
+SELECT fleetlm.create_session('user-2', 'demo-agent') AS sid2 \gset
+SELECT fleetlm.append(:'sid2', 'user-2', 'text', '{"text":"what is fleetlm?"}') AS turn \gset
+\echo the message is seq :turn, so the agent answers turn :turn; its reply streams in:
+SELECT chunk_no, chunk, done FROM fleetlm.wait_for_stream(:'sid2', :turn, 0, '5s');
+SELECT chunk_no, chunk, done FROM fleetlm.wait_for_stream(:'sid2', :turn, 2, '5s');
+\echo and is appended, once, as the next message:
+SELECT seq, sender_id, kind, content, metadata
+  FROM fleetlm.wait_for_messages(:'sid2', :turn, '10s');
+SELECT turns_started, turns_completed, turns_failed, http_time_ms FROM fleetlm.stat;
 \x on
 SELECT * FROM fleetlm.stat;
 EOF
@@ -216,10 +262,16 @@ cmd_start() {
     install_if_needed
     init_cluster
 
+    say "mock agent on 127.0.0.1:$MOCK_PORT (log: $RUNDIR/mock.log)"
+    start_mock
     if is_running; then
         say "server already running (port $(running_port))"
         if [ "$(running_port)" != "$PORT" ]; then
             echo "note: FLEETLM_PORT=$PORT ignored; run 'make stop' first to change the port"
+        else
+            write_run_conf
+            psql_srv -d postgres -qAtc "SELECT pg_reload_conf()" >/dev/null
+            sleep 0.5
         fi
     else
         write_run_conf
@@ -267,6 +319,7 @@ cmd_stop() {
     else
         echo "fleetlm server is not running"
     fi
+    stop_mock
 }
 
 cmd_status() {
