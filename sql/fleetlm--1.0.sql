@@ -293,7 +293,7 @@ CREATE FUNCTION fleetlm.wait_for_stream(
     timeout     interval DEFAULT '30s')
 RETURNS TABLE(turn bigint, attempt integer, chunk_no integer, chunk jsonb, done boolean)
 AS 'MODULE_PATHNAME', 'fleetlm_wait_for_stream'
-LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- The dispatcher's turns: pending, running, retrying (src/dispatch_turns.c).
 CREATE FUNCTION fleetlm.agent_turns(

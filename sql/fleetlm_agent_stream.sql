@@ -442,3 +442,8 @@ SELECT p.provolatile, p.proparallel, p.proisstrict,
 SET ROLE fleetlm_reader;
 SELECT message, complete FROM fleetlm.compact_agent_reply(E'{"type":"start","messageId":"as-reader"}\n{"type":"finish"}\n');
 RESET ROLE;
+-- several messages in one reply (a start after a finish): one row each,
+-- in order; the other columns describe the whole reply
+SELECT message, complete, chunks FROM fleetlm.compact_agent_reply(
+E'{"type":"start","messageId":"m-a"}\n{"type":"text-start","id":"t"}\n{"type":"text-delta","id":"t","delta":"one"}\n{"type":"text-end","id":"t"}\n{"type":"finish"}\n'
+ '{"type":"start"}\n{"type":"text-start","id":"t"}\n{"type":"text-delta","id":"t","delta":"two"}\n{"type":"text-end","id":"t"}\n{"type":"finish"}\n');

@@ -113,7 +113,20 @@ SELECT t.call, try(t.call) AS result
     ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, '1 day 00:00:00.000001')$$),
     ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, '1s', 0)$$),
     ($$SELECT * FROM fleetlm.wait_for_messages('err-1', 0, '1s', NULL)$$),
-    ($$SELECT * FROM fleetlm.wait_for_messages('no-such-session', 0, '1s')$$)
+    ($$SELECT * FROM fleetlm.wait_for_messages('no-such-session', 0, '1s')$$),
+    -- wait_for_stream
+    ($$SELECT * FROM fleetlm.wait_for_stream(NULL, 1)$$),
+    ($$SELECT * FROM fleetlm.wait_for_stream('err-1', NULL)$$),
+    ($$SELECT * FROM fleetlm.wait_for_stream('err-1', 1, NULL)$$),
+    ($$SELECT * FROM fleetlm.wait_for_stream('err-1', 1, 0, NULL)$$),
+    ($$SELECT * FROM fleetlm.wait_for_stream('', 1)$$),
+    ($$SELECT * FROM fleetlm.wait_for_stream(repeat('s', 65), 1)$$),
+    ($$SELECT * FROM fleetlm.wait_for_stream('err-1', 0)$$),
+    ($$SELECT * FROM fleetlm.wait_for_stream('err-1', -3)$$),
+    ($$SELECT * FROM fleetlm.wait_for_stream('err-1', 1, -1)$$),
+    ($$SELECT * FROM fleetlm.wait_for_stream('err-1', 1, 0, '-1 second')$$),
+    ($$SELECT * FROM fleetlm.wait_for_stream('err-1', 1, 0, '2 days')$$),
+    ($$SELECT * FROM fleetlm.wait_for_stream('no-such-session', 1, 0, '0')$$)
   ) AS t(call);
 
 -- deleted sessions refuse everything

@@ -41,6 +41,11 @@ SELECT secret_headers FROM fleetlm.agents;
 SELECT fleetlm.register_agent('x', 'http://127.0.0.1:8081');
 SELECT fleetlm.set_agent_status('roles-bot', 'disabled');
 SHOW fleetlm.agent_url_allowlist;
+SHOW fleetlm.agent_secrets_file;
+-- readers may long-poll a reply's chunks, not see the dispatcher's turns
+SELECT count(*) FROM fleetlm.wait_for_stream('roles-1', 1, 0, '0');
+SELECT * FROM fleetlm.agent_turns;
+SELECT * FROM fleetlm.pending_turns;
 RESET ROLE;
 
 SET ROLE regress_fleet_writer;
@@ -57,6 +62,8 @@ SELECT fleetlm.register_agent('x', 'http://127.0.0.1:8081');
 SELECT fleetlm.set_agent_status('roles-bot', 'disabled');
 UPDATE fleetlm.agents SET status = 'disabled';
 SHOW fleetlm.agent_url_allowlist;
+SELECT * FROM fleetlm.agent_turns;
+SELECT * FROM fleetlm.agent_turns();
 RESET ROLE;
 
 -- fleetlm_admin manages agents and reads their configuration, but not
@@ -68,6 +75,9 @@ SELECT * FROM fleetlm.agents_public;
 -- EXECUTE is granted: this fails on the (empty) allowlist, not on privileges
 SELECT fleetlm.register_agent('roles-bot-2', 'http://127.0.0.1:8081');
 SHOW fleetlm.agent_url_allowlist;
+SHOW fleetlm.agent_secrets_file;
+SELECT count(*) FROM fleetlm.agent_turns;
+SELECT count(*) FROM fleetlm.pending_turns;
 UPDATE fleetlm.agents SET status = 'enabled';
 SELECT fleetlm.last_seq('roles-1');
 SELECT count(*) FROM fleetlm.messages;

@@ -156,11 +156,99 @@ agent_compact_result(AgentCompact *ac, AgentStreamResult *result)
 	result->chunks = ac->chunks;
 }
 
+/* A message completed before the current one (AgentCompact.done) */
+typedef struct AgentCompactDone
+{
+	char	   *message_id;
+	Jsonb	   *metadata;
+	AgentParts	parts;
+} AgentCompactDone;
+
+/*
+ * A message {"id", "role": "assistant", "metadata"?, "parts"}, in the
+ * current memory context.
+ */
+static Jsonb *
+agent_compact_build(const char *id, Jsonb *metadata, AgentParts *parts)
+{
+	JsonbParseState *ps = NULL;
+	JsonbValue *res;
+
+	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
+	agent_json_push_kv(&ps, "id", id);
+	agent_json_push_kv(&ps, "role", "assistant");
+	agent_json_push_field(&ps, "metadata", metadata);
+	agent_json_push_key(&ps, "parts");
+	pushJsonbValue(&ps, WJB_BEGIN_ARRAY, NULL);
+	for (int i = 0; i < parts->n; i++)
+		agent_parts_push(&ps, parts->items[i]);
+	pushJsonbValue(&ps, WJB_END_ARRAY, NULL);
+	res = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+/*
+ * A start after a finish (or abort) begins a new message: keep the
+ * finished one aside, start afresh.
+ */
+static void
+agent_compact_next_message(AgentCompact *ac)
+{
+	MemoryContext old = MemoryContextSwitchTo(ac->cxt);
+	AgentCompactDone *d = palloc(sizeof(AgentCompactDone));
+
+	d->message_id = ac->message_id;
+	d->metadata = ac->metadata;
+	d->parts = ac->parts;
+	ac->done = lappend(ac->done, d);
+	MemoryContextSwitchTo(old);
+
+	ac->message_id = NULL;
+	ac->metadata = NULL;
+	agent_parts_init(&ac->parts, ac->cxt);
+	ac->step_first = 0;
+	ac->complete = false;
+	ac->aborted = false;
+	ac->finish_reason = NULL;
+}
+
+/*
+ * Every message of the reply, in order, in the current memory context:
+ * those completed before (AgentCompact.done), then the current one.  A
+ * message without start's messageId gets fallback_id, and the second and
+ * later ones fallback_id-2, -3, ...
+ */
+Jsonb **
+agent_compact_messages(AgentCompact *ac, const char *fallback_id, int *count)
+{
+	int			n = list_length(ac->done) + 1;
+	Jsonb	  **out = palloc(sizeof(Jsonb *) * n);
+	int			i = 0;
+	ListCell   *lc;
+
+	if (fallback_id == NULL)
+		elog(ERROR, "agent_stream_message needs a fallback_id");
+	foreach(lc, ac->done)
+	{
+		AgentCompactDone *d = lfirst(lc);
+		const char *id = d->message_id ? d->message_id :
+			(i == 0 ? fallback_id : psprintf("%s-%d", fallback_id, i + 1));
+
+		out[i++] = agent_compact_build(id, d->metadata, &d->parts);
+	}
+	out[i] = agent_compact_build(ac->message_id ? ac->message_id :
+								 (i == 0 ? fallback_id : psprintf("%s-%d", fallback_id, i + 1)),
+								 ac->metadata, &ac->parts);
+	*count = n;
+	return out;
+}
+
 /*
  * The compacted message, {"id", "role": "assistant", "metadata"?,
- * "parts"}, in the current memory context.  The id is start's messageId,
- * or else fallback_id.  It can be built at any time, also after a failure
- * (it then holds what came before).
+ * "parts"}, in the current memory context: the last (or only) message of
+ * the reply.  The id is start's messageId, or else fallback_id.  It can
+ * be built at any time, also after a failure (it then holds what came
+ * before).
  */
 Jsonb *
 agent_compact_message(AgentCompact *ac, const char *fallback_id)
@@ -259,6 +347,8 @@ agent_compact_chunk(AgentCompact *ac, Jsonb *chunk)
 	}
 	else if (strcmp(type, "start") == 0)
 	{
+		if (ac->complete)
+			agent_compact_next_message(ac);
 		if (agent_compact_keep_string(ac, chunk, "messageId", &ac->message_id))
 			agent_compact_metadata(ac, chunk);
 	}

@@ -11,6 +11,7 @@
 #ifndef FLEETLM_AGENT_COMPACT_H
 #define FLEETLM_AGENT_COMPACT_H
 
+#include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
 #include "agent_parts.h"
@@ -32,6 +33,12 @@ typedef struct AgentCompact
 	char	   *failure;		/* why the reply breaks its protocol, or NULL */
 	const char *cur_type;		/* type of the chunk being compacted */
 
+	/*
+	 * Messages completed before the current one: a reply may hold several,
+	 * each from its start to its finish (AgentCompactDone, in cxt).
+	 */
+	List	   *done;
+
 	/* the message */
 	char	   *message_id;
 	Jsonb	   *metadata;
@@ -51,5 +58,7 @@ extern void agent_compact_deliver(AgentCompact *ac, Jsonb *chunk);
 extern void agent_compact_fail(AgentCompact *ac, const char *message);
 extern void agent_compact_result(AgentCompact *ac, AgentStreamResult *result);
 extern Jsonb *agent_compact_message(AgentCompact *ac, const char *fallback_id);
+extern Jsonb **agent_compact_messages(AgentCompact *ac, const char *fallback_id,
+									  int *count);
 
 #endif							/* FLEETLM_AGENT_COMPACT_H */

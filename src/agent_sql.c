@@ -65,6 +65,8 @@ fleetlm_compact_agent_reply(PG_FUNCTION_ARGS)
 	AgentStream *as;
 	AgentStreamResult res;
 	char		fallback_id[32];
+	Jsonb	  **messages;
+	int			nmessages;
 	Datum		values[5];
 	bool		nulls[5] = {false, false, false, false, false};
 
@@ -111,7 +113,7 @@ fleetlm_compact_agent_reply(PG_FUNCTION_ARGS)
 	snprintf(fallback_id, sizeof(fallback_id), "msg-%016llx",
 			 (unsigned long long) hash_bytes_extended((const unsigned char *) data,
 													  (int) len, 0));
-	values[0] = JsonbPGetDatum(agent_stream_message(as, fallback_id));
+	messages = agent_stream_messages(as, fallback_id, &nmessages);
 	values[1] = BoolGetDatum(res.complete);
 	values[2] = BoolGetDatum(res.aborted);
 	if (res.error != NULL)
@@ -120,8 +122,13 @@ fleetlm_compact_agent_reply(PG_FUNCTION_ARGS)
 		nulls[3] = true;
 	values[4] = Int32GetDatum(res.chunks);
 
+	/* one row per message of the reply; the other columns are the reply's */
 	InitMaterializedSRF(fcinfo, 0);
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	for (int i = 0; i < nmessages; i++)
+	{
+		values[0] = JsonbPGetDatum(messages[i]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 	agent_stream_destroy(as);
 	return (Datum) 0;
 }

@@ -356,6 +356,17 @@ agent_stream_message(AgentStream *as, const char *fallback_id)
 }
 
 /*
+ * Every message of the reply (a reply may hold several, each from a
+ * start to its finish), in the current memory context; see
+ * agent_compact_messages for their ids.
+ */
+Jsonb **
+agent_stream_messages(AgentStream *as, const char *fallback_id, int *count)
+{
+	return agent_compact_messages(&as->compact, fallback_id, count);
+}
+
+/*
  * Free the stream and everything it holds.
  */
 void

@@ -97,6 +97,8 @@ extern AgentStreamStatus agent_stream_process(AgentStream *as);
 extern AgentStreamStatus agent_stream_finish(AgentStream *as);
 extern void agent_stream_result(AgentStream *as, AgentStreamResult *result);
 extern Jsonb *agent_stream_message(AgentStream *as, const char *fallback_id);
+extern Jsonb **agent_stream_messages(AgentStream *as, const char *fallback_id,
+									 int *count);
 extern void agent_stream_destroy(AgentStream *as);
 
 #endif							/* FLEETLM_AGENT_STREAM_H */

@@ -140,7 +140,8 @@ static void dispatch_start(DispatchTurn *t, DispatchAgent *a);
 static char *dispatch_request_body(DispatchTurn *t, DispatchAgent *a,
 								   int64 turn, int attempt);
 static void dispatch_answer(DispatchTurn *t, int64 turn, int attempt,
-							Jsonb *message, const char *error, int status);
+							Jsonb **messages, int nmessages,
+							const char *error, int status);
 static void dispatch_retry_or_fail(DispatchTurn *t, DispatchAgent *a,
 								   const HttpResult *res, bool retryable);
 static void dispatch_after_answer(DispatchTurn *t);
@@ -467,36 +468,45 @@ dispatch_backoff_ms(int attempt, int retry_after_ms)
 }
 
 /*
- * Append the answer to a turn: the agent's message, or an agent_error.
- * In a subtransaction, so that one failed append does not undo the
- * round; a failure leaves the turn to run again a second later.
+ * Append the answer to a turn: the agent's message(s), as one atomic
+ * group, or an agent_error.  In a subtransaction, so that one failed
+ * append does not undo the round; a failure leaves the turn to run again
+ * a second later.
  */
 static void
-dispatch_answer(DispatchTurn *t, int64 turn, int attempt, Jsonb *message,
-				const char *error, int status)
+dispatch_answer(DispatchTurn *t, int64 turn, int attempt, Jsonb **messages,
+				int nmessages, const char *error, int status)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	FleetRecordInput in;
+	FleetRecordInput *in;
 	StringInfoData buf;
 	char		key[32];
 	bool		duplicate;
 	bool		ok = false;
+	int			n = messages != NULL ? nmessages : 1;
+	Jsonb	   *metadata;
 
 	snprintf(key, sizeof(key), "turn:" INT64_FORMAT, turn);
-	memset(&in, 0, sizeof(in));
-	in.type = FLEET_REC_APPEND;
+	in = palloc0(sizeof(FleetRecordInput) * n);
 	initStringInfo(&buf);
-	if (message != NULL)
+	if (messages != NULL)
 	{
-		in.kind = "assistant";
-		in.content = message;
 		appendStringInfo(&buf, "{\"turn\": " INT64_FORMAT ", \"attempt\": %d}",
 						 turn, attempt);
+		metadata = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+		for (int i = 0; i < n; i++)
+		{
+			in[i].type = FLEET_REC_APPEND;
+			in[i].kind = "assistant";
+			in[i].content = messages[i];
+			in[i].metadata = metadata;
+		}
 	}
 	else
 	{
-		in.kind = "agent_error";
+		in->type = FLEET_REC_APPEND;
+		in->kind = "agent_error";
 		appendStringInfoString(&buf, "{\"error\": ");
 		escape_json(&buf, error);
 		if (status > 0)
@@ -504,17 +514,17 @@ dispatch_answer(DispatchTurn *t, int64 turn, int attempt, Jsonb *message,
 		else
 			appendStringInfoString(&buf, ", \"status\": null");
 		appendStringInfo(&buf, ", \"attempts\": %d}", attempt);
-		in.content = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+		in->content = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 		resetStringInfo(&buf);
 		appendStringInfo(&buf, "{\"turn\": " INT64_FORMAT "}", turn);
+		in->metadata = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 	}
-	in.metadata = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		(void) append_group_async(t->session_id, t->agent_id, &in, 1, key,
+		(void) append_group_async(t->session_id, t->agent_id, in, n, key,
 								  &duplicate);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
@@ -549,7 +559,7 @@ dispatch_answer(DispatchTurn *t, int64 turn, int attempt, Jsonb *message,
 		t->due_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
 	}
 	turns_unlock();
-	if (ok && message != NULL)
+	if (ok && messages != NULL)
 		pg_atomic_fetch_add_u64(&dispatch_shared->turns_completed, 1);
 	else if (ok)
 		pg_atomic_fetch_add_u64(&dispatch_shared->turns_failed, 1);
@@ -576,7 +586,7 @@ dispatch_retry_or_fail(DispatchTurn *t, DispatchAgent *a,
 		pg_atomic_fetch_add_u64(&dispatch_shared->attempts_retried, 1);
 		return;
 	}
-	dispatch_answer(t, t->turn, t->attempt, NULL, res->error, res->status);
+	dispatch_answer(t, t->turn, t->attempt, NULL, 0, res->error, res->status);
 }
 
 /*
@@ -630,7 +640,8 @@ dispatch_finish_calls(void)
 		t->next_chunk += res.chunks;
 		turns_unlock();
 		if (res.outcome == HTTP_OK)
-			dispatch_answer(t, t->turn, t->attempt, res.message, NULL, 0);
+			dispatch_answer(t, t->turn, t->attempt, res.messages, res.nmessages,
+							NULL, 0);
 		else
 			dispatch_retry_or_fail(t, a, &res, res.outcome == HTTP_RETRY);
 	}

@@ -721,7 +721,7 @@ http_result(int xfer, HttpResult *res, const char *fallback_id)
 	else
 	{
 		res->outcome = HTTP_OK;
-		res->message = agent_stream_message(x->as, fallback_id);
+		res->messages = agent_stream_messages(x->as, fallback_id, &res->nmessages);
 	}
 }
 

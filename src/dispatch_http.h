@@ -51,7 +51,9 @@ typedef struct HttpResult
 	char		error[256];		/* what went wrong (no secrets: built from
 								 * status codes, libcurl's and the parser's
 								 * messages) */
-	Jsonb	   *message;		/* HTTP_OK: the compacted assistant message */
+	Jsonb	  **messages;		/* HTTP_OK: the compacted assistant
+								 * message(s): a reply may hold several */
+	int			nmessages;
 	int64		usec;			/* duration of the call */
 } HttpResult;
 

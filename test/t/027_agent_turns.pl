@@ -86,6 +86,16 @@ is_deeply([ @{ $r->{body} }{qw(session_id agent_id user_id turn attempt)} ],
 is_deeply([ sort keys %{ $r->{body}{messages}[0] } ],
 	[qw(content inserted_at kind metadata sender_id seq)], 'message fields');
 
+# --- several messages in one reply: one atomic group -------------------------
+agent('multi', '/multi', debounce_ms => 0);
+session('mu-1', 'multi');
+say_('mu-1', 'two please');
+my $mu = wait_answer($node, 'mu-1', 1);
+is(reply_text($mu), 'first', 'multi: the first message carries the key');
+my $rows = sql("SELECT seq || ' ' || kind || ' ' || coalesce(idempotency_key, '-') || ' ' || (content->'parts'->0->>'text')"
+	  . " FROM fleetlm.messages('mu-1') WHERE seq > 1 ORDER BY seq");
+is($rows, "2 assistant turn:1 first\n3 assistant - second", 'multi: both messages, consecutive seqs, one key for the group');
+
 # --- exact history per mode ------------------------------------------------
 # the agent is disabled while the history is written, so no turn starts
 agent('hist-tail', '/jsonl', history_limit => 3, debounce_ms => 0);
@@ -232,7 +242,7 @@ say_('n-1', 'anyone there?');
 # --- counters and connection reuse -----------------------------------------------
 my $stat = sql("SELECT turns_started, turns_completed, turns_failed, calls_in_flight, http_time_ms > 0 FROM fleetlm.stat");
 my ($started, $completed, $failed, $inflight, $http) = split /\|/, $stat;
-is($started, 17, 'stat: turns_started counts the 17 turns of this test');
+is($started, 18, 'stat: turns_started counts the 18 turns of this test');
 is($completed, $started, 'stat: every started turn completed');
 is($failed, 0, 'stat: none failed');
 is($http, 't', 'stat: http_time_ms counted');
