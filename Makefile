@@ -40,6 +40,7 @@ OBJS = \
 	src/secrets.o \
 	src/dispatch_turns.o \
 	src/dispatch_http.o \
+	src/dispatch_history.o \
 	src/dispatch.o
 
 DATA = sql/fleetlm--1.0.sql

@@ -67,6 +67,7 @@
 #include "agent_url.h"
 #include "append.h"
 #include "dispatch.h"
+#include "dispatch_history.h"
 #include "dispatch_http.h"
 #include "read.h"
 #include "record.h"
@@ -92,6 +93,7 @@ typedef struct DispatchAgent
 	int			max_attempts;
 	int			nheaders;
 	char	  **header_lines;	/* "Name: value" */
+	bool		has_accept;		/* headers has its own Accept */
 	int			nsecrets;
 	char	  **secret_header;	/* header names ... */
 	char	  **secret_name;	/* ... and the secrets they take */
@@ -112,6 +114,9 @@ typedef struct DispatchCall
 
 /* Reload the agents at least this often (hand edits of fleetlm.agents) */
 #define DISPATCH_AGENTS_RELOAD_MS	5000
+
+/* a table read for the history cache reads this many past T */
+#define DISPATCH_HISTORY_AHEAD	32
 
 /* entire history is capped at what one read returns */
 #define DISPATCH_ENTIRE_MAX		100000
@@ -137,6 +142,7 @@ static bool dispatch_round(TimestampTz now);
 static void dispatch_finish_calls(void);
 static void dispatch_start_due(TimestampTz now);
 static void dispatch_start(DispatchTurn *t, DispatchAgent *a);
+static void dispatch_start_guarded(DispatchTurn *t, DispatchAgent *a);
 static char *dispatch_request_body(DispatchTurn *t, DispatchAgent *a,
 								   int64 turn, int attempt);
 static void dispatch_answer(DispatchTurn *t, int64 turn, int attempt,
@@ -359,6 +365,10 @@ dispatch_agents_reload(void)
 		a->model = s ? MemoryContextStrdup(agent_context, s) : NULL;
 		d = SPI_getbinval(tup, desc, 12, &isnull);
 		a->nheaders = dispatch_text_array(d, isnull, &a->header_lines);
+		a->has_accept = false;
+		for (int h = 0; h < a->nheaders; h++)
+			if (pg_strncasecmp(a->header_lines[h], "accept:", 7) == 0)
+				a->has_accept = true;
 		d = SPI_getbinval(tup, desc, 13, &isnull);
 		a->nsecrets = dispatch_text_array(d, isnull, &a->secret_header);
 		d = SPI_getbinval(tup, desc, 14, &isnull);
@@ -690,9 +700,54 @@ dispatch_start_due(TimestampTz now)
 	for (int i = 0; i < n; i++)
 	{
 		if (dispatch_startable(due[i], now))
-			dispatch_start(due[i], dispatch_agent(due[i]->agent_id));
+			dispatch_start_guarded(due[i], dispatch_agent(due[i]->agent_id));
 	}
 	pfree(due);
+}
+
+/*
+ * Start a turn in a subtransaction: an error (its session deleted since
+ * the tail was read, a failed read) costs that turn a retry a second
+ * later, not the round or the worker.
+ */
+static void
+dispatch_start_guarded(DispatchTurn *t, DispatchAgent *a)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		dispatch_start(t, a);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("fleetlm dispatcher could not start a turn of session \"%s\": %s",
+						t->session_id, edata->message),
+				 errdetail("The turn runs again in a second.")));
+		turns_lock();
+		t->state = TURN_RETRY;
+		t->due_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+		strlcpy(t->last_error, edata->message, sizeof(t->last_error));
+		turns_unlock();
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -787,6 +842,8 @@ dispatch_request_body(DispatchTurn *t, DispatchAgent *a, int64 turn, int attempt
 	int32		count;
 	bool		first = true;
 	bool		openai = (a->protocol == AGENT_STREAM_OPENAI);
+	bool		cached = false;
+	StringInfoData frag;
 
 	switch (a->history_mode)
 	{
@@ -803,10 +860,6 @@ dispatch_request_body(DispatchTurn *t, DispatchAgent *a, int64 turn, int attempt
 			after = turn - count;
 			break;
 	}
-
-	store = tuplestore_begin_heap(false, false, work_mem);
-	(void) read_messages(t->session_id, after, count, store, desc);
-	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 
 	initStringInfo(&buf);
 	if (openai)
@@ -828,7 +881,25 @@ dispatch_request_body(DispatchTurn *t, DispatchAgent *a, int64 turn, int attempt
 		escape_json(&buf, t->user_id);
 		appendStringInfo(&buf, ", \"turn\": " INT64_FORMAT ", \"attempt\": %d, \"messages\": [",
 						 turn, attempt);
+		/* tail: from the cache if it holds the range (dispatch_history.c) */
+		cached = (a->history_mode == 't');
+		if (cached && history_build(t->session_id, after + 1, turn, &buf))
+		{
+			appendStringInfoString(&buf, "]}");
+			return buf.data;
+		}
+		if (cached)
+		{
+			/* read a little past T too: the tail may be there already */
+			history_begin(t->session_id, a->history_limit, after + 1);
+			count += DISPATCH_HISTORY_AHEAD;
+			initStringInfo(&frag);
+		}
 	}
+
+	store = tuplestore_begin_heap(false, false, work_mem);
+	(void) read_messages(t->session_id, after, count, store, desc);
+	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 
 	while (tuplestore_gettupleslot(store, true, false, slot))
 	{
@@ -838,6 +909,24 @@ dispatch_request_body(DispatchTurn *t, DispatchAgent *a, int64 turn, int attempt
 		char	   *kind = TextDatumGetCString(slot_getattr(slot, 5, &isnull));
 		Jsonb	   *content = DatumGetJsonbP(slot_getattr(slot, 6, &isnull));
 
+		if (cached)
+		{
+			Jsonb	   *metadata = DatumGetJsonbP(slot_getattr(slot, 7, &isnull));
+			TimestampTz at = DatumGetTimestampTz(slot_getattr(slot, 8, &isnull));
+
+			resetStringInfo(&frag);
+			history_render(&frag, seq, sender, kind, content, metadata, at);
+			history_add(t->session_id, seq, frag.data, frag.len);
+			if (seq <= turn)
+			{
+				if (!first)
+					appendStringInfoString(&buf, ", ");
+				appendBinaryStringInfo(&buf, frag.data, frag.len);
+				first = false;
+			}
+			ExecClearTuple(slot);
+			continue;
+		}
 		if (seq > turn)
 			break;
 		if (openai)
@@ -870,21 +959,11 @@ dispatch_request_body(DispatchTurn *t, DispatchAgent *a, int64 turn, int attempt
 		else
 		{
 			Jsonb	   *metadata = DatumGetJsonbP(slot_getattr(slot, 7, &isnull));
-			Datum		at = slot_getattr(slot, 8, &isnull);
-			char		tsbuf[MAXDATELEN + 1];
+			TimestampTz at = DatumGetTimestampTz(slot_getattr(slot, 8, &isnull));
 
 			if (!first)
 				appendStringInfoString(&buf, ", ");
-			appendStringInfo(&buf, "{\"seq\": " INT64_FORMAT ", \"sender_id\": ", seq);
-			escape_json(&buf, sender);
-			appendStringInfoString(&buf, ", \"kind\": ");
-			escape_json(&buf, kind);
-			appendStringInfoString(&buf, ", \"content\": ");
-			(void) JsonbToCString(&buf, &content->root, VARSIZE(content));
-			appendStringInfoString(&buf, ", \"metadata\": ");
-			(void) JsonbToCString(&buf, &metadata->root, VARSIZE(metadata));
-			appendStringInfo(&buf, ", \"inserted_at\": \"%s\"}",
-							 JsonEncodeDateTime(tsbuf, at, TIMESTAMPTZOID, NULL));
+			history_render(&buf, seq, sender, kind, content, metadata, at);
 		}
 		first = false;
 		ExecClearTuple(slot);
@@ -933,8 +1012,9 @@ dispatch_start(DispatchTurn *t, DispatchAgent *a)
 	}
 
 	headers = http_header_append(headers, "Content-Type", "application/json", &ok);
-	headers = http_header_append(headers, "Accept",
-								 "application/x-ndjson, text/event-stream", &ok);
+	if (!a->has_accept)
+		headers = http_header_append(headers, "Accept",
+									 "application/x-ndjson, text/event-stream", &ok);
 	snprintf(idem, sizeof(idem), "%s:" INT64_FORMAT, t->session_id, turn);
 	headers = http_header_append(headers, "Idempotency-Key", idem, &ok);
 	headers = http_header_append(headers, "Expect", "", &ok);

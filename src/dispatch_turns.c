@@ -44,6 +44,7 @@
 #include "utils/timestamp.h"
 
 #include "dispatch.h"
+#include "dispatch_history.h"
 #include "record.h"
 #include "ring.h"
 #include "session.h"
@@ -317,6 +318,7 @@ turns_apply_record(FleetRecord *rec)
 
 	if (h->type == FLEET_REC_DELETE_SESSION)
 	{
+		history_forget(session_id);
 		if (t != NULL)
 			dispatch_session_deleted(t);
 		return;
@@ -326,6 +328,20 @@ turns_apply_record(FleetRecord *rec)
 
 	memcpy(sender, rec->sender_id, Min(h->sender_len, FLEETLM_ID_MAXLEN));
 	sender[Min(h->sender_len, FLEETLM_ID_MAXLEN)] = '\0';
+
+	/* the history cache of a session we call an agent for */
+	if (history_wanted(session_id))
+	{
+		StringInfoData frag;
+		char	   *kind = pnstrdup(rec->kind, h->kind_len);
+
+		initStringInfo(&frag);
+		history_render(&frag, h->seq, sender, kind, rec->content,
+					   rec->metadata, h->created_at);
+		history_add(session_id, h->seq, frag.data, frag.len);
+		pfree(frag.data);
+		pfree(kind);
+	}
 
 	/* an answer: the reply or agent_error of turn T, from the agent */
 	key_turn = h->key_len > 0 ? turns_key_turn(rec->key, h->key_len) : 0;
