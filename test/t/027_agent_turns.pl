@@ -92,9 +92,9 @@ session('mu-1', 'multi');
 say_('mu-1', 'two please');
 my $mu = wait_answer($node, 'mu-1', 1);
 is(reply_text($mu), 'first', 'multi: the first message carries the key');
-my $rows = sql("SELECT seq || ' ' || kind || ' ' || coalesce(idempotency_key, '-') || ' ' || (content->'parts'->0->>'text')"
+my $murows = sql("SELECT seq || ' ' || kind || ' ' || coalesce(idempotency_key, '-') || ' ' || (content->'parts'->0->>'text')"
 	  . " FROM fleetlm.messages('mu-1') WHERE seq > 1 ORDER BY seq");
-is($rows, "2 assistant turn:1 first\n3 assistant - second", 'multi: both messages, consecutive seqs, one key for the group');
+is($murows, "2 assistant turn:1 first\n3 assistant - second", 'multi: both messages, consecutive seqs, one key for the group');
 
 # --- exact history per mode ------------------------------------------------
 # the agent is disabled while the history is written, so no turn starts
@@ -219,6 +219,19 @@ is(sql("SELECT count(*) FROM fleetlm.wait_for_stream('w-1', 1, 0, '1s') WHERE do
 is(sql("SELECT count(*) FROM fleetlm.wait_for_stream('w-1', 99, 0, '0.2s')"), 0,
 	'wait_for_stream on a turn that never comes times out empty');
 
+# a reader that fell behind the buffer (64kB) gets a clear error, and a
+# reader at the end gets done
+agent('long', '/jsonl?chunks=3000', debounce_ms => 0);
+session('lo-1', 'long');
+say_('lo-1', 'a long one');
+my $lo = wait_answer($node, 'lo-1', 1);
+ok($lo, 'long reply answered');
+my ($lret, $lout, $lerr) = $node->psql('postgres', "SELECT count(*) FROM fleetlm.wait_for_stream('lo-1', 1, 0, '1s')");
+like($lerr, qr/chunks after 0 of turn 1 of session "lo-1" are no longer buffered/, 'wait_for_stream: a reader behind the buffer gets 55000');
+like($lerr, qr/HINT:.*messages\(\)/, '... with a hint to read the final message');
+is(sql("SELECT string_agg(chunk->>'type', ',') || ' ' || bool_or(done) FROM fleetlm.wait_for_stream('lo-1', 1, 3002, '1s')"),
+	'text-end,finish true', 'wait_for_stream: the last chunks of a long reply, then done');
+
 # --- concurrency cap ---------------------------------------------------------
 agent('cap', '/slow?delay_ms=100&chunks=5', max_concurrency => 2, debounce_ms => 0);
 session("c-$_", 'cap', "user$_") for 1 .. 6;
@@ -255,7 +268,7 @@ say_('n-1', 'anyone there?');
 # --- counters and connection reuse -----------------------------------------------
 my $stat = sql("SELECT turns_started, turns_completed, turns_failed, calls_in_flight, http_time_ms > 0 FROM fleetlm.stat");
 my ($started, $completed, $failed, $inflight, $http) = split /\|/, $stat;
-is($started, 19, 'stat: turns_started counts the 19 turns of this test');
+is($started, 20, 'stat: turns_started counts the 20 turns of this test');
 is($completed, $started, 'stat: every started turn completed');
 is($failed, 0, 'stat: none failed');
 is($http, 't', 'stat: http_time_ms counted');

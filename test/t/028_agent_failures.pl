@@ -14,6 +14,7 @@ use FleetlmTest;
 
 my $mock = start_mock_agent();
 my $node = agent_node('fail', $mock,
+	'fleetlm.dispatch_max_inflight' => '3',
 	'fleetlm.dispatch_idle_timeout' => '1s',
 	'fleetlm.dispatch_retry_max_delay' => '2s',
 	'fleetlm.dispatch_max_line' => '64kB',
@@ -176,6 +177,32 @@ like($err, qr/permission denied/, 'fleetlm_writer cannot register agents');
 is($ret, 0, 'fleetlm_writer reads agents_public');
 ($ret, $out, $err) = $node->psql('postgres', "SHOW fleetlm.agent_secrets_file", extra_params => [ '-U', 'w1' ]);
 like($err, qr/must be superuser|permission denied|pg_read_all_settings/, 'the secrets file setting is hidden from writers');
+
+# --- the global cap: fleetlm.dispatch_max_inflight = 3 ----------------------
+sql("SELECT count(*) FROM generate_series(1, 2) i, LATERAL fleetlm.register_agent('g' || i, '$url',"
+	  . " '/slow?delay_ms=100&chunks=2', debounce_ms => 0, max_concurrency => 10) r");
+sql("SELECT fleetlm.create_session('gu' || i, 'g' || (1 + i % 2), '{}', 'gs-' || i) FROM generate_series(1, 8) i");
+sql("SELECT fleetlm.append('gs-' || i, 'gu' || i, 'text', '{\"text\": \"go\"}') FROM generate_series(1, 8) i");
+my ($gmax, $gdone) = (0, 0);
+my $gdeadline = time + 30;
+while (time < $gdeadline)
+{
+	my ($running, $inflight, $answered) = split /\|/, sql(
+		"SELECT (SELECT count(*) FROM fleetlm.agent_turns WHERE state = 'running'),"
+		  . " (SELECT calls_in_flight FROM fleetlm.stat),"
+		  . " (SELECT count(*) FROM generate_series(1, 8) i, LATERAL fleetlm.messages('gs-' || i) m"
+		  . "   WHERE m.idempotency_key = 'turn:1')");
+	$gmax = $running if $running > $gmax;
+	$gmax = $inflight if $inflight > $gmax;
+	if ($answered == 8)
+	{
+		$gdone = 1;
+		last;
+	}
+	usleep(20_000);
+}
+ok($gdone, 'global cap: all 8 turns answered');
+ok($gmax >= 2 && $gmax <= 3, "global cap: at most dispatch_max_inflight = 3 calls at once (saw $gmax)");
 
 # --- counters ------------------------------------------------------------------------------
 my ($failed, $retried, $tracked) = split /\|/,
