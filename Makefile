@@ -41,6 +41,8 @@ OBJS = \
 	src/dispatch_turns.o \
 	src/dispatch_http.o \
 	src/dispatch_history.o \
+	src/dispatch_agents.o \
+	src/dispatch_request.o \
 	src/dispatch.o
 
 DATA = sql/fleetlm--1.0.sql

@@ -44,8 +44,6 @@
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
-#include "executor/tuptable.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -53,53 +51,22 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/tuplestore.h"
 
-#include "agent_url.h"
 #include "append.h"
 #include "dispatch.h"
-#include "dispatch_history.h"
 #include "dispatch_http.h"
-#include "read.h"
 #include "record.h"
 #include "secrets.h"
 #include "shmem.h"
 #include "spi_util.h"
 #include "stream.h"
-
-/* The dispatcher's copy of one agent */
-typedef struct DispatchAgent
-{
-	char		agent_id[FLEETLM_ID_MAXLEN + 1];	/* hash key */
-	bool		enabled;
-	char	   *url;
-	AgentUrl	parsed;
-	bool		host_is_name;
-	AgentStreamProtocol protocol;
-	char		history_mode;	/* 't'ail, 'l'ast, 'e'ntire */
-	int			history_limit;
-	int			timeout_ms;
-	int			debounce_ms;
-	int			max_concurrency;
-	int			max_attempts;
-	int			nheaders;
-	char	  **header_lines;	/* "Name: value" */
-	bool		has_accept;		/* headers has its own Accept */
-	int			nsecrets;
-	char	  **secret_header;	/* header names ... */
-	char	  **secret_name;	/* ... and the secrets they take */
-	char	   *model;
-	int			running;		/* calls in flight */
-} DispatchAgent;
 
 /* What a transfer is for */
 typedef struct DispatchCall
@@ -112,39 +79,21 @@ typedef struct DispatchCall
 /* Most records read per round, so that calls keep being served */
 #define DISPATCH_TAIL_RECORDS	4096
 
-/* Reload the agents at least this often (hand edits of fleetlm.agents) */
-#define DISPATCH_AGENTS_RELOAD_MS	5000
 
-/* a table read for the history cache reads this many past T */
-#define DISPATCH_HISTORY_AHEAD	32
-
-/* entire history is capped at what one read returns */
-#define DISPATCH_ENTIRE_MAX		100000
-
-static HTAB *agent_table = NULL;
-static MemoryContext agent_context = NULL;
 static MemoryContext round_context = NULL;
-static uint64 agents_seen_version = 0;
-static TimestampTz agents_loaded_at = 0;
-static bool agents_stale = true;
 static DispatchCall *calls = NULL;
 static int	running_total = 0;
 static uint64 tail_cursor = 0;
 static bool need_resync = true;
-static bool agents_change_pending = false;
 
 static void dispatch_shutdown(int code, Datum arg);
 static void dispatch_set_options(void);
-static void dispatch_agents_xact_cb(XactEvent event, void *arg);
-static void dispatch_agents_reload(void);
-static DispatchAgent *dispatch_agent(const char *agent_id);
 static bool dispatch_round(TimestampTz now);
 static void dispatch_finish_calls(void);
 static void dispatch_start_due(TimestampTz now);
 static void dispatch_start(DispatchTurn *t, DispatchAgent *a);
 static void dispatch_start_guarded(DispatchTurn *t, DispatchAgent *a);
-static char *dispatch_request_body(DispatchTurn *t, DispatchAgent *a,
-								   int64 turn, int attempt);
+static void dispatch_recount_running(void);
 static void dispatch_answer(DispatchTurn *t, int64 turn, int attempt,
 							Jsonb **messages, int nmessages,
 							const char *error, int status);
@@ -171,44 +120,6 @@ dispatch_register(void)
 	strcpy(worker.bgw_name, "fleetlm dispatcher");
 	strcpy(worker.bgw_type, "fleetlm dispatcher");
 	RegisterBackgroundWorker(&worker);
-}
-
-/*
- * Transaction callback of a backend that changed fleetlm.agents: tell the
- * dispatcher once the change is committed (and visible).
- */
-static void
-dispatch_agents_xact_cb(XactEvent event, void *arg)
-{
-	if (!agents_change_pending)
-		return;
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
-	{
-		agents_change_pending = false;
-		pg_atomic_fetch_add_u64(&dispatch_shared->agents_version, 1);
-		dispatch_wake();
-	}
-	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
-			 event == XACT_EVENT_PREPARE)
-		agents_change_pending = false;
-}
-
-/*
- * register_agent and set_agent_status call this after their change.
- */
-void
-dispatch_agents_changed(void)
-{
-	static bool registered = false;
-
-	if (dispatch_shared == NULL)
-		return;
-	if (!registered)
-	{
-		RegisterXactCallback(dispatch_agents_xact_cb, NULL);
-		registered = true;
-	}
-	agents_change_pending = true;
 }
 
 static void
@@ -239,144 +150,15 @@ dispatch_set_options(void)
 	SetConfigOption("plan_cache_mode", "force_generic_plan", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
-static DispatchAgent *
-dispatch_agent(const char *agent_id)
-{
-	if (agent_table == NULL)
-		return NULL;
-	return hash_search(agent_table, agent_id, HASH_FIND, NULL);
-}
-
 /*
- * For the turn table: is this agent registered and enabled?
- */
-bool
-dispatch_agent_active(const char *agent_id)
-{
-	DispatchAgent *a = dispatch_agent(agent_id);
-
-	return a != NULL && a->enabled;
-}
-
-int
-dispatch_agent_debounce_ms(const char *agent_id)
-{
-	DispatchAgent *a = dispatch_agent(agent_id);
-
-	return a ? a->debounce_ms : 0;
-}
-
-/*
- * Deconstruct a text[] datum into C strings in agent_context.
- */
-static int
-dispatch_text_array(Datum d, bool isnull, char ***out)
-{
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-
-	*out = NULL;
-	if (isnull)
-		return 0;
-	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &nulls, &n);
-	*out = MemoryContextAlloc(agent_context, sizeof(char *) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-		(*out)[i] = MemoryContextStrdup(agent_context,
-										nulls[i] ? "" : TextDatumGetCString(elems[i]));
-	return n;
-}
-
-/*
- * Read fleetlm.agents afresh.  Runs in a round's transaction.
+ * After the agents were reloaded: the calls in flight count against their
+ * agent again.
  */
 static void
-dispatch_agents_reload(void)
+dispatch_recount_running(void)
 {
-	static SPIPlanPtr plan = NULL;
-	HASHCTL		ctl;
 	DispatchTurn *t;
 
-	agents_seen_version = pg_atomic_read_u64(&dispatch_shared->agents_version);
-	plan = fleet_spi_plan(&plan,
-						  "SELECT agent_id, origin_url || webhook_path, protocol, history_mode,"
-						  "       history_limit, timeout_ms, debounce_ms, max_concurrency,"
-						  "       max_attempts, model, status = 'enabled',"
-						  "       ARRAY(SELECT h.key || ': ' || h.value"
-						  "               FROM jsonb_each_text(headers) h ORDER BY h.key),"
-						  "       ARRAY(SELECT h.key FROM jsonb_each_text(secret_headers) h ORDER BY h.key),"
-						  "       ARRAY(SELECT h.value FROM jsonb_each_text(secret_headers) h ORDER BY h.key)"
-						  "  FROM fleetlm.agents",
-						  0, NULL);
-	if (SPI_execute_plan(plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "fleetlm dispatcher: could not read fleetlm.agents");
-
-	if (agent_context != NULL)
-		MemoryContextDelete(agent_context);
-	agent_context = AllocSetContextCreate(TopMemoryContext, "fleetlm agents",
-										  ALLOCSET_DEFAULT_SIZES);
-	ctl.keysize = FLEETLM_ID_MAXLEN + 1;
-	ctl.entrysize = sizeof(DispatchAgent);
-	ctl.hcxt = agent_context;
-	agent_table = hash_create("fleetlm agents", 64, &ctl,
-							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char	   *agent_id = SPI_getvalue(tup, desc, 1);
-		DispatchAgent *a;
-		char	   *error = NULL;
-		char	   *s;
-		bool		isnull;
-		Datum		d;
-
-		if (agent_id == NULL || strlen(agent_id) > FLEETLM_ID_MAXLEN)
-			continue;
-		a = hash_search(agent_table, agent_id, HASH_ENTER, NULL);
-		a->url = MemoryContextStrdup(agent_context, SPI_getvalue(tup, desc, 2));
-		a->enabled = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
-		{
-			MemoryContext old = MemoryContextSwitchTo(agent_context);
-
-			if (!agent_url_parse(a->url, &a->parsed, &error))
-			{
-				ereport(WARNING,
-						(errmsg("fleetlm dispatcher: agent \"%s\" has an invalid URL: %s; it gets no turns",
-								agent_id, error)));
-				a->enabled = false;
-			}
-			MemoryContextSwitchTo(old);
-		}
-		a->host_is_name = a->parsed.host != NULL && a->parsed.host[0] != '[' &&
-			strspn(a->parsed.host, "0123456789.") != strlen(a->parsed.host);
-		s = SPI_getvalue(tup, desc, 3);
-		a->protocol = agent_stream_protocol(s);
-		s = SPI_getvalue(tup, desc, 4);
-		a->history_mode = s[0];
-		a->history_limit = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
-		a->timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
-		a->debounce_ms = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
-		a->max_concurrency = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
-		a->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
-		s = SPI_getvalue(tup, desc, 10);
-		a->model = s ? MemoryContextStrdup(agent_context, s) : NULL;
-		d = SPI_getbinval(tup, desc, 12, &isnull);
-		a->nheaders = dispatch_text_array(d, isnull, &a->header_lines);
-		a->has_accept = false;
-		for (int h = 0; h < a->nheaders; h++)
-			if (pg_strncasecmp(a->header_lines[h], "accept:", 7) == 0)
-				a->has_accept = true;
-		d = SPI_getbinval(tup, desc, 13, &isnull);
-		a->nsecrets = dispatch_text_array(d, isnull, &a->secret_header);
-		d = SPI_getbinval(tup, desc, 14, &isnull);
-		(void) dispatch_text_array(d, isnull, &a->secret_name);
-		a->running = 0;
-	}
-
-	/* calls in flight keep counting against their agent */
 	for (int i = 0; i < fleetlm_dispatch_max_inflight; i++)
 	{
 		DispatchAgent *a;
@@ -387,8 +169,6 @@ dispatch_agents_reload(void)
 		if (t != NULL && (a = dispatch_agent(t->agent_id)) != NULL)
 			a->running++;
 	}
-	agents_loaded_at = GetCurrentTimestamp();
-	agents_stale = false;
 }
 
 /*
@@ -751,230 +531,6 @@ dispatch_start_guarded(DispatchTurn *t, DispatchAgent *a)
 }
 
 /*
- * The text an OpenAI-compatible model sees of a message's content: a JSON
- * string as is, else its "text", else the concatenated text parts of its
- * "parts", else the content's JSON.
- */
-static void
-dispatch_content_text(StringInfo out, Jsonb *content)
-{
-	JsonbValue	v;
-	JsonbValue *p;
-
-	if (JsonbExtractScalar(&content->root, &v))
-	{
-		if (v.type == jbvString)
-		{
-			appendBinaryStringInfo(out, v.val.string.val, v.val.string.len);
-			return;
-		}
-	}
-	else if (JB_ROOT_IS_OBJECT(content))
-	{
-		p = getKeyJsonValueFromContainer(&content->root, "text", 4, &v);
-		if (p != NULL && p->type == jbvString)
-		{
-			appendBinaryStringInfo(out, p->val.string.val, p->val.string.len);
-			return;
-		}
-		p = getKeyJsonValueFromContainer(&content->root, "parts", 5, &v);
-		if (p != NULL && p->type == jbvBinary &&
-			JsonContainerIsArray(p->val.binary.data))
-		{
-			JsonbContainer *parts = p->val.binary.data;
-			int			n = JsonContainerSize(parts);
-
-			for (int i = 0; i < n; i++)
-			{
-				JsonbValue *e = getIthJsonbValueFromContainer(parts, i);
-				JsonbValue	tv;
-				JsonbValue *t;
-				JsonbValue *x;
-
-				if (e == NULL || e->type != jbvBinary ||
-					!JsonContainerIsObject(e->val.binary.data))
-					continue;
-				t = getKeyJsonValueFromContainer(e->val.binary.data, "type", 4, &tv);
-				if (t == NULL || t->type != jbvString || t->val.string.len != 4 ||
-					memcmp(t->val.string.val, "text", 4) != 0)
-					continue;
-				x = getKeyJsonValueFromContainer(e->val.binary.data, "text", 4, &tv);
-				if (x != NULL && x->type == jbvString)
-					appendBinaryStringInfo(out, x->val.string.val, x->val.string.len);
-			}
-			return;
-		}
-	}
-	(void) JsonbToCString(out, &content->root, VARSIZE(content));
-}
-
-/*
- * The row type of fleetlm.messages, which read_messages fills.
- */
-static TupleDesc
-dispatch_messages_desc(void)
-{
-	static TupleDesc desc = NULL;
-
-	if (desc == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		desc = CreateTupleDescCopy(RelationNameGetTupleDesc("fleetlm.messages"));
-		MemoryContextSwitchTo(old);
-	}
-	return desc;
-}
-
-/*
- * The request body of a turn: its exact history, as the agent's protocol
- * wants it, read through read_messages (durable messages, from the ring
- * before they reach the table).  Palloc'd in the round's context.
- */
-static char *
-dispatch_request_body(DispatchTurn *t, DispatchAgent *a, int64 turn, int attempt)
-{
-	TupleDesc	desc = dispatch_messages_desc();
-	Tuplestorestate *store;
-	TupleTableSlot *slot;
-	StringInfoData buf;
-	int64		after;
-	int32		count;
-	bool		first = true;
-	bool		openai = (a->protocol == AGENT_STREAM_OPENAI);
-	bool		cached = false;
-	StringInfoData frag;
-
-	switch (a->history_mode)
-	{
-		case 'l':
-			after = turn - 1;
-			count = 1;
-			break;
-		case 'e':
-			count = (int32) Min(turn, DISPATCH_ENTIRE_MAX);
-			after = turn - count;
-			break;
-		default:
-			count = (int32) Min(turn, (int64) a->history_limit);
-			after = turn - count;
-			break;
-	}
-
-	initStringInfo(&buf);
-	if (openai)
-	{
-		appendStringInfoString(&buf, "{\"model\": ");
-		if (a->model)
-			escape_json(&buf, a->model);
-		else
-			appendStringInfoString(&buf, "null");
-		appendStringInfoString(&buf, ", \"stream\": true, \"messages\": [");
-	}
-	else
-	{
-		appendStringInfoString(&buf, "{\"session_id\": ");
-		escape_json(&buf, t->session_id);
-		appendStringInfoString(&buf, ", \"agent_id\": ");
-		escape_json(&buf, t->agent_id);
-		appendStringInfoString(&buf, ", \"user_id\": ");
-		escape_json(&buf, t->user_id);
-		appendStringInfo(&buf, ", \"turn\": " INT64_FORMAT ", \"attempt\": %d, \"messages\": [",
-						 turn, attempt);
-		/* tail: from the cache if it holds the range (dispatch_history.c) */
-		cached = (a->history_mode == 't');
-		if (cached && history_build(t->session_id, after + 1, turn, &buf))
-		{
-			appendStringInfoString(&buf, "]}");
-			return buf.data;
-		}
-		if (cached)
-		{
-			/* read a little past T too: the tail may be there already */
-			history_begin(t->session_id, a->history_limit, after + 1);
-			count += DISPATCH_HISTORY_AHEAD;
-			initStringInfo(&frag);
-		}
-	}
-
-	store = tuplestore_begin_heap(false, false, work_mem);
-	(void) read_messages(t->session_id, after, count, store, desc);
-	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
-
-	while (tuplestore_gettupleslot(store, true, false, slot))
-	{
-		bool		isnull;
-		int64		seq = DatumGetInt64(slot_getattr(slot, 2, &isnull));
-		char	   *sender = TextDatumGetCString(slot_getattr(slot, 3, &isnull));
-		char	   *kind = TextDatumGetCString(slot_getattr(slot, 5, &isnull));
-		Jsonb	   *content = DatumGetJsonbP(slot_getattr(slot, 6, &isnull));
-
-		if (cached)
-		{
-			Jsonb	   *metadata = DatumGetJsonbP(slot_getattr(slot, 7, &isnull));
-			TimestampTz at = DatumGetTimestampTz(slot_getattr(slot, 8, &isnull));
-
-			resetStringInfo(&frag);
-			history_render(&frag, seq, sender, kind, content, metadata, at);
-			history_add(t->session_id, seq, frag.data, frag.len);
-			if (seq <= turn)
-			{
-				if (!first)
-					appendStringInfoString(&buf, ", ");
-				appendBinaryStringInfo(&buf, frag.data, frag.len);
-				first = false;
-			}
-			ExecClearTuple(slot);
-			continue;
-		}
-		if (seq > turn)
-			break;
-		if (openai)
-		{
-			const char *role;
-
-			if (strcmp(kind, "agent_error") == 0)
-				continue;
-			if (strcmp(sender, t->user_id) == 0)
-				role = "user";
-			else if (strcmp(kind, "system") == 0)
-				role = "system";
-			else if (strcmp(sender, t->agent_id) == 0)
-				role = "assistant";
-			else
-				role = "user";
-			if (!first)
-				appendStringInfoString(&buf, ", ");
-			appendStringInfo(&buf, "{\"role\": \"%s\", \"content\": ", role);
-			{
-				StringInfoData text;
-
-				initStringInfo(&text);
-				dispatch_content_text(&text, content);
-				escape_json(&buf, text.data);
-				pfree(text.data);
-			}
-			appendStringInfoChar(&buf, '}');
-		}
-		else
-		{
-			Jsonb	   *metadata = DatumGetJsonbP(slot_getattr(slot, 7, &isnull));
-			TimestampTz at = DatumGetTimestampTz(slot_getattr(slot, 8, &isnull));
-
-			if (!first)
-				appendStringInfoString(&buf, ", ");
-			history_render(&buf, seq, sender, kind, content, metadata, at);
-		}
-		first = false;
-		ExecClearTuple(slot);
-	}
-	appendStringInfoString(&buf, "]}");
-	ExecDropSingleTupleTableSlot(slot);
-	tuplestore_end(store);
-	return buf.data;
-}
-
-/*
  * Start turn t (a new turn, or the next attempt of the current one).
  * Failures that no retry can mend (URL no longer allowed, secret missing)
  * answer the turn with an agent_error at once.
@@ -989,8 +545,7 @@ dispatch_start(DispatchTurn *t, DispatchAgent *a)
 	HttpRequest req;
 	HttpResult	fail;
 	char		error[256];
-	char		idem[FLEETLM_ID_MAXLEN + 32];
-	bool		ok = true;
+	bool		retryable;
 	int			x;
 
 	turns_lock();
@@ -1011,42 +566,11 @@ dispatch_start(DispatchTurn *t, DispatchAgent *a)
 		return;
 	}
 
-	headers = http_header_append(headers, "Content-Type", "application/json", &ok);
-	if (!a->has_accept)
-		headers = http_header_append(headers, "Accept",
-									 "application/x-ndjson, text/event-stream", &ok);
-	snprintf(idem, sizeof(idem), "%s:" INT64_FORMAT, t->session_id, turn);
-	headers = http_header_append(headers, "Idempotency-Key", idem, &ok);
-	headers = http_header_append(headers, "Expect", "", &ok);
-	for (int i = 0; i < a->nheaders; i++)
+	headers = dispatch_request_headers(t, a, turn, fail.error, sizeof(fail.error),
+									   &retryable);
+	if (headers == NULL)
 	{
-		struct curl_slist *n = curl_slist_append(headers, a->header_lines[i]);
-
-		if (n == NULL)
-			ok = false;
-		else
-			headers = n;
-	}
-	for (int i = 0; i < a->nsecrets; i++)
-	{
-		const char *value = secrets_get(a->secret_name[i]);
-
-		if (value == NULL)
-		{
-			curl_slist_free_all(headers);
-			snprintf(fail.error, sizeof(fail.error),
-					 "secret \"%s\" (header \"%s\") is not defined in fleetlm.agent_secrets_file",
-					 a->secret_name[i], a->secret_header[i]);
-			dispatch_retry_or_fail(t, a, &fail, false);
-			return;
-		}
-		headers = http_header_append(headers, a->secret_header[i], value, &ok);
-	}
-	if (!ok)
-	{
-		curl_slist_free_all(headers);
-		snprintf(fail.error, sizeof(fail.error), "out of memory building the request headers");
-		dispatch_retry_or_fail(t, a, &fail, true);
+		dispatch_retry_or_fail(t, a, &fail, retryable);
 		return;
 	}
 
@@ -1131,8 +655,11 @@ dispatch_round(TimestampTz now)
 	pgstat_report_activity(STATE_RUNNING, "fleetlm: dispatching");
 	MemoryContextSwitchTo(round_context);
 
-	if (agents_stale)
-		dispatch_agents_reload();
+	if (agents_need_reload(GetCurrentTimestamp()))
+	{
+		agents_reload();
+		dispatch_recount_running();
+	}
 	if (need_resync)
 		need_resync = !turns_resync(&tail_cursor);
 	if (!need_resync)
@@ -1205,7 +732,7 @@ dispatch_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			secrets_load();
-			agents_stale = true;
+			agents_mark_stale();
 		}
 
 		now = GetCurrentTimestamp();
@@ -1216,17 +743,14 @@ dispatch_main(Datum main_arg)
 		}
 		else
 		{
-			if (pg_atomic_read_u64(&dispatch_shared->agents_version) != agents_seen_version ||
-				TimestampDifferenceExceeds(agents_loaded_at, now, DISPATCH_AGENTS_RELOAD_MS))
-				agents_stale = true;
-			if (agents_stale || need_resync ||
+			if (need_resync || agents_need_reload(now) ||
 				tail_cursor < fleet_read_pos(&fleet_shared->durable) ||
 				http_next_done() >= 0 ||
 				dispatch_next_due_ms(now) == 0)
 				more = dispatch_round(now);
 
 			now = GetCurrentTimestamp();
-			timeout = DISPATCH_AGENTS_RELOAD_MS;
+			timeout = AGENTS_RELOAD_MS;
 			t2 = dispatch_next_due_ms(now);
 			if (t2 >= 0 && t2 < timeout)
 				timeout = t2;

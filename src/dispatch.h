@@ -25,6 +25,8 @@
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
+#include "agent_stream.h"
+#include "agent_url.h"
 #include "fleetlm.h"
 
 #define DISPATCH_ERROR_LEN		200
@@ -77,6 +79,48 @@ typedef struct DispatchShared
 } DispatchShared;
 
 extern DispatchShared *dispatch_shared;
+
+/* The dispatcher's copy of one agent */
+typedef struct DispatchAgent
+{
+	char		agent_id[FLEETLM_ID_MAXLEN + 1];	/* hash key */
+	bool		enabled;
+	char	   *url;
+	AgentUrl	parsed;
+	bool		host_is_name;
+	AgentStreamProtocol protocol;
+	char		history_mode;	/* 't'ail, 'l'ast, 'e'ntire */
+	int			history_limit;
+	int			timeout_ms;
+	int			debounce_ms;
+	int			max_concurrency;
+	int			max_attempts;
+	int			nheaders;
+	char	  **header_lines;	/* "Name: value" */
+	bool		has_accept;		/* headers has its own Accept */
+	int			nsecrets;
+	char	  **secret_header;	/* header names ... */
+	char	  **secret_name;	/* ... and the secrets they take */
+	char	   *model;
+	int			running;		/* calls in flight */
+} DispatchAgent;
+
+/* Reload the agents at least this often (hand edits of fleetlm.agents) */
+#define AGENTS_RELOAD_MS	5000
+
+/* The agents (dispatch_agents.c) */
+extern DispatchAgent *dispatch_agent(const char *agent_id);
+extern bool agents_need_reload(TimestampTz now);
+extern void agents_mark_stale(void);
+extern void agents_reload(void);
+
+/* Requests (dispatch_request.c) */
+extern char *dispatch_request_body(DispatchTurn *t, DispatchAgent *a,
+								   int64 turn, int attempt);
+struct curl_slist;
+extern struct curl_slist *dispatch_request_headers(DispatchTurn *t, DispatchAgent *a,
+												   int64 turn, char *error,
+												   size_t errlen, bool *retryable);
 
 /* The dispatcher's view of an agent (dispatch.c), for the turn table */
 extern bool dispatch_agent_active(const char *agent_id);
