@@ -672,6 +672,14 @@ dispatch_round(TimestampTz now)
 	dispatch_finish_calls();
 	dispatch_start_due(GetCurrentTimestamp());
 
+	/*
+	 * Sessions that found the table full wait in pending_turns: once half
+	 * of it is free, resync to pick them up.
+	 */
+	if (turns_overflowed && !need_resync &&
+		turns_count() < fleetlm_dispatch_max_turns / 2)
+		need_resync = true;
+
 	fleet_spi_finish(&spi);
 	PopActiveSnapshot();
 	CommitTransactionCommand();

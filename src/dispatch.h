@@ -134,6 +134,7 @@ extern void turns_remove(DispatchTurn *t);
 extern void turns_reset(void);
 extern void turns_set_error(DispatchTurn *t, int status, const char *error);
 extern long turns_count(void);
+extern bool turns_overflowed;
 extern void turns_iterate_begin(HASH_SEQ_STATUS *status);
 extern DispatchTurn *turns_iterate_next(HASH_SEQ_STATUS *status);
 extern bool turns_resync(uint64 *cursor);

@@ -57,6 +57,9 @@ PG_FUNCTION_INFO_V1(fleetlm_agent_turns);
 DispatchShared *dispatch_shared = NULL;
 static HTAB *turn_table = NULL;
 
+/* a session found no room in the table: resync once there is room */
+bool		turns_overflowed = false;
+
 /* Most bytes of log read per turns_tail call */
 #define TURNS_TAIL_CHUNK	(1024 * 1024)
 
@@ -164,6 +167,10 @@ turns_enter(const char *session_id, const char *user_id, const char *agent_id)
 	DispatchTurn *t;
 	bool		found;
 
+	/* the bound is ours: a shared hash would borrow spare shared memory */
+	if (hash_get_num_entries(turn_table) >= fleetlm_dispatch_max_turns &&
+		hash_search(turn_table, session_id, HASH_FIND, NULL) == NULL)
+		return NULL;
 	t = hash_search(turn_table, session_id, HASH_ENTER_NULL, &found);
 	if (t == NULL)
 		return NULL;
@@ -384,11 +391,20 @@ turns_apply_record(FleetRecord *rec)
 		turns_unlock();
 		if (t == NULL)
 		{
-			ereport(WARNING,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("fleetlm dispatcher tracks %d sessions with unanswered turns already; session \"%s\" waits",
-							fleetlm_dispatch_max_turns, session_id),
-					 errhint("Raise fleetlm.dispatch_max_turns.  The turn is not lost: it runs once others are answered.")));
+			static TimestampTz warned_at = 0;
+			TimestampTz now = GetCurrentTimestamp();
+
+			/* the turn is in pending_turns: the next resync finds it */
+			turns_overflowed = true;
+			if (TimestampDifferenceExceeds(warned_at, now, 10000))
+			{
+				warned_at = now;
+				ereport(WARNING,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("fleetlm dispatcher tracks %d sessions with unanswered turns already; session \"%s\" waits",
+								fleetlm_dispatch_max_turns, session_id),
+						 errhint("Raise fleetlm.dispatch_max_turns.  The turn is not lost: it runs once others are answered.")));
+			}
 			return;
 		}
 	}
@@ -491,6 +507,7 @@ turns_resync(uint64 *cursor)
 	DispatchTurn *t;
 	uint64		applied_lsn;
 	uint64		processed;
+	bool		overflow = false;
 
 	plan = fleet_spi_plan(&plan,
 						  "SELECT w.applied_lsn, p.session_id, s.user_id, s.agent_id, p.last_user_seq"
@@ -558,6 +575,7 @@ turns_resync(uint64 *cursor)
 		turns_unlock();
 		if (t == NULL)
 		{
+			overflow = true;
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("fleetlm dispatcher: more than %d sessions have unanswered turns; the rest wait",
@@ -567,6 +585,7 @@ turns_resync(uint64 *cursor)
 		}
 	}
 	*cursor = applied_lsn < FLEET_FIRST_LSN ? FLEET_FIRST_LSN : applied_lsn;
+	turns_overflowed = overflow;
 	return true;
 }
 

@@ -15,6 +15,7 @@ use FleetlmTest;
 my $mock = start_mock_agent();
 my $node = agent_node('fail', $mock,
 	'fleetlm.dispatch_max_inflight' => '3',
+	'fleetlm.dispatch_max_turns' => '16',
 	'fleetlm.dispatch_idle_timeout' => '1s',
 	'fleetlm.dispatch_retry_max_delay' => '2s',
 	'fleetlm.dispatch_max_line' => '64kB',
@@ -203,6 +204,32 @@ while (time < $gdeadline)
 }
 ok($gdone, 'global cap: all 8 turns answered');
 ok($gmax >= 2 && $gmax <= 3, "global cap: at most dispatch_max_inflight = 3 calls at once (saw $gmax)");
+
+# --- more unanswered sessions than fleetlm.dispatch_max_turns = 16 --------
+sql("SELECT count(*) FROM fleetlm.register_agent('many', '$url', '/slow?delay_ms=20&chunks=2', debounce_ms => 0,"
+	  . " max_concurrency => 3)");
+sql("SELECT count(fleetlm.create_session('mu' || i, 'many', '{}', 'ms-' || i)) FROM generate_series(1, 40) i");
+sql("SELECT count(fleetlm.append('ms-' || i, 'mu' || i, 'text', '{\"text\": \"hi\"}')) FROM generate_series(1, 40) i");
+my ($mdone, $mmax) = (0, 0);
+my $mdeadline = time + 60;
+while (time < $mdeadline)
+{
+	my ($tracked, $answered) = split /\|/, sql(
+		"SELECT (SELECT turns_tracked FROM fleetlm.stat),"
+		  . " (SELECT count(*) FROM generate_series(1, 40) i, LATERAL fleetlm.messages('ms-' || i) m"
+		  . "   WHERE m.idempotency_key = 'turn:1')");
+	$mmax = $tracked if $tracked > $mmax;
+	if ($answered == 40)
+	{
+		$mdone = 1;
+		last;
+	}
+	usleep(50_000);
+}
+ok($mdone, 'a full turn table: all 40 turns are answered anyway');
+ok($mmax <= 16, "the table never holds more than dispatch_max_turns (saw $mmax)");
+like(slurp_file($node->logfile), qr/tracks 16 sessions with unanswered turns already|more than 16 sessions have unanswered turns/,
+	'the full table was logged');
 
 # --- counters ------------------------------------------------------------------------------
 my ($failed, $retried, $tracked) = split /\|/,
