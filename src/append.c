@@ -71,6 +71,9 @@ typedef struct AppendWrite
 	int			nrec;
 	FleetRecordInput *inputs;	/* nrec of them */
 	const char *key;			/* idempotency key of a single append */
+	int64		key_after;		/* > 0: the key can only be on a message
+								 * after this seq (ring first, see
+								 * idempotency.c) */
 	bool		is_delete;
 	/* results */
 	int64		first_seq;
@@ -121,6 +124,7 @@ append_write(AppendWrite *w)
 	Size		total = 0;
 	bool		built = false;
 	const char *built_recipient = NULL;
+	bool		need_table = (w->key_after <= 0);
 
 	w->duplicate = false;
 	for (;;)
@@ -133,7 +137,7 @@ append_write(AppendWrite *w)
 		uint64		prev;
 		int64		seq;
 
-		if (w->key)
+		if (w->key && need_table)
 			table_seq = idempotency_find_in_table(w->session_id, w->key,
 												  &applied0);
 
@@ -145,7 +149,29 @@ append_write(AppendWrite *w)
 			uint64		dup_end;
 			int			found;
 
-			if (table_seq > 0)
+			if (!need_table)
+			{
+				bool		complete;
+
+				if (idempotency_find_in_ring_after(entry, w->key, w->key_after,
+												   &dup_seq, &dup_end,
+												   &complete))
+				{
+					LWLockRelease(plock);
+					w->duplicate = true;
+					w->first_seq = dup_seq;
+					w->end = dup_end;
+					return;
+				}
+				if (!complete)
+				{
+					/* records after key_after were applied: ask the table */
+					LWLockRelease(plock);
+					need_table = true;
+					continue;
+				}
+			}
+			else if (table_seq > 0)
 			{
 				LWLockRelease(plock);
 				w->duplicate = true;
@@ -153,8 +179,9 @@ append_write(AppendWrite *w)
 				w->end = 0;
 				return;
 			}
-			found = idempotency_find_in_ring(entry, w->key, applied0,
-											 &dup_seq, &dup_end);
+			found = need_table ?
+				idempotency_find_in_ring(entry, w->key, applied0,
+										 &dup_seq, &dup_end) : 0;
 			if (found != 0)
 			{
 				LWLockRelease(plock);
@@ -283,14 +310,17 @@ append_finish(AppendWrite *w)
  * Append an atomic group of records for the dispatcher (dispatch.c), with
  * one idempotency key for the group (on its first record), and do not wait
  * for durability: the dispatcher learns that from the log itself, and a
- * reply lost in a crash leaves its turn pending, to run again.  Returns
- * the first seq; *duplicate says the key was found and nothing written.
+ * reply lost in a crash leaves its turn pending, to run again.  key_after
+ * > 0 says the key can only be on a message after that seq, which lets
+ * the lookup skip the table when the ring holds every message after it.
+ * Returns the first seq; *duplicate says the key was found and nothing
+ * written.
  * Must run in a transaction (the session and key lookups may use SPI).
  */
 int64
 append_group_async(const char *session_id, const char *sender_id,
 				   FleetRecordInput *inputs, int n, const char *key,
-				   bool *duplicate)
+				   int64 key_after, bool *duplicate)
 {
 	AppendWrite w;
 	TimestampTz now = GetCurrentTimestamp();
@@ -310,6 +340,7 @@ append_group_async(const char *session_id, const char *sender_id,
 	w.nrec = n;
 	w.inputs = inputs;
 	w.key = key;
+	w.key_after = key_after;
 	append_write(&w);
 	if (w.end != 0 && !w.duplicate)
 	{

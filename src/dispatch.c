@@ -314,8 +314,9 @@ dispatch_answer(DispatchTurn *t, int64 turn, int attempt, Jsonb **messages,
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
+		/* an answer to turn T comes after the user's message T */
 		(void) append_group_async(t->session_id, t->agent_id, in, n, key,
-								  &duplicate);
+								  turn, &duplicate);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -461,7 +462,6 @@ dispatch_startable(DispatchTurn *t, TimestampTz now)
 static void
 dispatch_start_due(TimestampTz now)
 {
-	HASH_SEQ_STATUS status;
 	DispatchTurn *t;
 	DispatchTurn **due;
 	int			n = 0;
@@ -469,12 +469,12 @@ dispatch_start_due(TimestampTz now)
 
 	if (cap == 0 || running_total >= fleetlm_dispatch_max_inflight)
 		return;
-	/* collect first: starting changes the table under a scan otherwise */
+	/* collect first: starting may change the table under a scan */
 	due = palloc(sizeof(DispatchTurn *) * cap);
-	turns_iterate_begin(&status);
-	while ((t = turns_iterate_next(&status)) != NULL)
+	for (int i = 0; i < cap; i++)
 	{
-		if (n < cap && dispatch_startable(t, now))
+		t = turns_at(i);
+		if (dispatch_startable(t, now))
 			due[n++] = t;
 	}
 	for (int i = 0; i < n; i++)
@@ -612,22 +612,19 @@ dispatch_start(DispatchTurn *t, DispatchAgent *a)
 static long
 dispatch_next_due_ms(TimestampTz now)
 {
-	HASH_SEQ_STATUS status;
 	DispatchTurn *t;
 	TimestampTz next = 0;
+	long		n = turns_count();
 
-	turns_iterate_begin(&status);
-	while ((t = turns_iterate_next(&status)) != NULL)
+	for (int i = 0; i < n; i++)
 	{
+		t = turns_at(i);
 		if (t->state != TURN_WAITING && t->state != TURN_RETRY)
 			continue;
 		if (t->due_at <= now)
 		{
 			if (dispatch_startable(t, now))
-			{
-				hash_seq_term(&status);
 				return 0;
-			}
 			continue;			/* waits for room: a call's end wakes us */
 		}
 		if (next == 0 || t->due_at < next)

@@ -59,6 +59,7 @@ typedef struct DispatchTurn
 	char		last_error[DISPATCH_ERROR_LEN];
 	int			xfer;			/* dispatcher-private transfer index, -1 */
 	bool		deleted;		/* the session was deleted mid-call */
+	int			index;			/* dispatcher-private: place in its list */
 } DispatchTurn;
 
 /* Shared state of the dispatcher */
@@ -135,8 +136,7 @@ extern void turns_reset(void);
 extern void turns_set_error(DispatchTurn *t, int status, const char *error);
 extern long turns_count(void);
 extern bool turns_overflowed;
-extern void turns_iterate_begin(HASH_SEQ_STATUS *status);
-extern DispatchTurn *turns_iterate_next(HASH_SEQ_STATUS *status);
+extern DispatchTurn *turns_at(int i);
 extern bool turns_resync(uint64 *cursor);
 extern bool turns_tail(uint64 *cursor, int max_records);
 extern void turns_lock(void);

@@ -60,6 +60,14 @@ static HTAB *turn_table = NULL;
 /* a session found no room in the table: resync once there is room */
 bool		turns_overflowed = false;
 
+/*
+ * The dispatcher's own dense list of the table's entries (dynahash entries
+ * never move), so that its scans, several per loop, cost the entries, not
+ * the table's buckets.  DispatchTurn.index is an entry's place in it.
+ */
+static DispatchTurn **turn_list = NULL;
+static int	turn_list_n = 0;
+
 /* Most bytes of log read per turns_tail call */
 #define TURNS_TAIL_CHUNK	(1024 * 1024)
 
@@ -176,6 +184,11 @@ turns_enter(const char *session_id, const char *user_id, const char *agent_id)
 		return NULL;
 	if (!found)
 	{
+		if (turn_list == NULL)
+			turn_list = MemoryContextAlloc(TopMemoryContext,
+										   sizeof(DispatchTurn *) * (fleetlm_dispatch_max_turns + 1));
+		t->index = turn_list_n;
+		turn_list[turn_list_n++] = t;
 		strlcpy(t->agent_id, agent_id, sizeof(t->agent_id));
 		strlcpy(t->user_id, user_id, sizeof(t->user_id));
 		t->user_seq = 0;
@@ -201,6 +214,15 @@ turns_enter(const char *session_id, const char *user_id, const char *agent_id)
 void
 turns_remove(DispatchTurn *t)
 {
+	/* the last entry of the list takes the removed one's place */
+	if (turn_list != NULL && t->index >= 0 && t->index < turn_list_n &&
+		turn_list[t->index] == t)
+	{
+		DispatchTurn *last = turn_list[--turn_list_n];
+
+		turn_list[t->index] = last;
+		last->index = t->index;
+	}
 	hash_search(turn_table, t->session_id, HASH_REMOVE, NULL);
 	pg_atomic_fetch_sub_u32(&dispatch_shared->turns_tracked, 1);
 }
@@ -218,8 +240,12 @@ turns_reset(void)
 	turns_lock();
 	hash_seq_init(&status, turn_table);
 	while ((t = hash_seq_search(&status)) != NULL)
-		turns_remove(t);
+	{
+		hash_search(turn_table, t->session_id, HASH_REMOVE, NULL);
+		pg_atomic_fetch_sub_u32(&dispatch_shared->turns_tracked, 1);
+	}
 	turns_unlock();
+	turn_list_n = 0;
 }
 
 /*
@@ -237,23 +263,18 @@ turns_set_error(DispatchTurn *t, int status, const char *error)
 long
 turns_count(void)
 {
-	return hash_get_num_entries(turn_table);
+	return turn_list_n;
 }
 
 /*
- * Walk the table (dispatcher only; it may change entries, not add or
- * remove them, during the walk).
+ * The table's entries, for the dispatcher's scans: turns_at(0) ..
+ * turns_at(turns_count() - 1).  Removing an entry moves the last one into
+ * its place, so a scan that removes walks downwards.
  */
-void
-turns_iterate_begin(HASH_SEQ_STATUS *status)
-{
-	hash_seq_init(status, turn_table);
-}
-
 DispatchTurn *
-turns_iterate_next(HASH_SEQ_STATUS *status)
+turns_at(int i)
 {
-	return hash_seq_search(status);
+	return turn_list[i];
 }
 
 /*
@@ -503,7 +524,6 @@ bool
 turns_resync(uint64 *cursor)
 {
 	static SPIPlanPtr plan = NULL;
-	HASH_SEQ_STATUS status;
 	DispatchTurn *t;
 	uint64		applied_lsn;
 	uint64		processed;
@@ -542,9 +562,9 @@ turns_resync(uint64 *cursor)
 	}
 
 	turns_lock();
-	hash_seq_init(&status, turn_table);
-	while ((t = hash_seq_search(&status)) != NULL)
+	for (int i = turn_list_n - 1; i >= 0; i--)
 	{
+		t = turn_list[i];
 		if (t->state != TURN_RUNNING)
 			turns_remove(t);
 	}

@@ -15,6 +15,12 @@
  * reclaim_lock, reports a change; the append then looks again from the
  * start.
  *
+ * A caller that knows the key can only be on a message after seq S (the
+ * dispatcher: the answer to turn T comes after the user's message T) may
+ * look in the ring first and stop at S: if the walk reaches a record with
+ * seq <= S, every later record is in the ring, and the table cannot hold
+ * the key, so the query is saved (idempotency_find_in_ring_after).
+ *
  * src/idempotency.c
  *
  *-------------------------------------------------------------------------
@@ -32,6 +38,55 @@
 #include "ring.h"
 #include "shmem.h"
 #include "spi_util.h"
+
+/*
+ * Like idempotency_find_in_ring, for a key that can only be on a record
+ * with seq > after_seq, with no table lookup before it: the walk stops at
+ * the first record with seq <= after_seq, and *complete says whether it got
+ * there (then the table need not be searched: every record after it is in
+ * the ring).  Returns 1 (found) or 0.  Caller holds the partition lock.
+ */
+int
+idempotency_find_in_ring_after(FleetSession *entry, const char *key,
+							   int64 after_seq, int64 *seq, uint64 *end,
+							   bool *complete)
+{
+	size_t		keylen = strlen(key);
+	RingChain	chain;
+	uint64		lsn;
+	FleetRecordHeader hdr;
+	int			result = 0;
+
+	*complete = false;
+	ring_chain_begin(&chain, entry->last_lsn);
+	while (ring_chain_next(&chain, &lsn, &hdr))
+	{
+		char	   *buf;
+		FleetRecord rec;
+		bool		match;
+
+		if (hdr.seq <= after_seq && hdr.type == FLEET_REC_APPEND)
+		{
+			*complete = true;
+			break;
+		}
+		if (hdr.type != FLEET_REC_APPEND || hdr.key_len != keylen)
+			continue;
+		buf = ring_read_record(lsn);
+		record_decode(buf, &rec);
+		match = (memcmp(rec.key, key, keylen) == 0);
+		pfree(buf);
+		if (match)
+		{
+			*seq = hdr.seq;
+			*end = lsn + FLEET_REC_ALIGN(hdr.total_len);
+			result = 1;
+			break;
+		}
+	}
+	ring_chain_end(&chain);
+	return result;
+}
 
 /*
  * Reject an idempotency key that is empty or too long.
