@@ -3,7 +3,7 @@
 # Build with PGXS.  `make run` starts a local demo server, `make test` runs
 # the whole suite (pg_regress + TAP) against private temporary servers.
 
-EXTENSION = fleetlm
+EXTENSION = fleetlm fleetlm_proxy
 MODULE_big = fleetlm
 OBJS = \
 	src/fleetlm.o \
@@ -45,7 +45,7 @@ OBJS = \
 	src/dispatch_request.o \
 	src/dispatch.o
 
-DATA = sql/fleetlm--1.0.sql
+DATA = sql/fleetlm--1.0.sql sql/fleetlm_proxy--1.0.sql
 PGFILEDESC = "fleetlm - durable conversation store for LLM agents"
 
 REGRESS = fleetlm_setup fleetlm_core fleetlm_api fleetlm_roles fleetlm_errors \

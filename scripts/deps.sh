@@ -7,6 +7,8 @@
 #   libkrb5-dev               gssapi headers that PostgreSQL's libpq-be.h includes
 #   libipc-run-perl           IPC::Run, required by PostgreSQL::Test::Cluster
 #   libcurl4-openssl-dev      libcurl (multi interface) for the agent dispatcher
+#   postgresql-15-plproxy     PL/Proxy, which fleetlm_proxy (the scale-out
+#                             coordinator) requires; used by TAP 030_proxy
 #   perl                      perl and prove
 #
 # Idempotent and quiet: does nothing (and prints nothing) when everything is
@@ -16,7 +18,8 @@
 # install is needed and fails without it.
 set -euo pipefail
 
-PACKAGES=(build-essential postgresql-15 postgresql-server-dev-15 libkrb5-dev libipc-run-perl libcurl4-openssl-dev perl)
+PACKAGES=(build-essential postgresql-15 postgresql-server-dev-15 libkrb5-dev libipc-run-perl libcurl4-openssl-dev
+          postgresql-15-plproxy perl)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps.sh: dpkg-query not found; this script supports Debian/Ubuntu only." >&2

@@ -9,8 +9,9 @@
 #                         relative to the resolved path of the running binary)
 #   $T/inst/<pkglibdir>   fleetlm.so (+ bitcode) and symlinks to the rest
 #   $T/inst/<sharedir>    symlinks to the system share dir, except extension/,
-#                         a real dir with fleetlm's files and symlinks to the
-#                         system extension files
+#                         a real dir with fleetlm's and fleetlm_proxy's files
+#                         and symlinks to the system extension files (among
+#                         them PL/Proxy's, which fleetlm_proxy requires)
 #   $T/work               copy of the source tree: the test inputs
 #
 # and runs, against servers started from $T/inst:
@@ -122,8 +123,13 @@ got=$("$R_BIN/pg_config" --sharedir)
 [ "$got" = "$R_SHARE" ] || die "relocation failed: pg_config --sharedir says $got, expected $R_SHARE"
 got=$("$R_BIN/pg_config" --pkglibdir)
 [ "$got" = "$R_PKGLIB" ] || die "relocation failed: pg_config --pkglibdir says $got, expected $R_PKGLIB"
-ls "$R_PKGLIB"/fleetlm.so "$R_SHARE"/extension/fleetlm.control >/dev/null \
+ls "$R_PKGLIB"/fleetlm.so "$R_SHARE"/extension/fleetlm.control \
+    "$R_SHARE"/extension/fleetlm_proxy.control "$R_SHARE"/extension/fleetlm_proxy--1.0.sql >/dev/null \
     || die "fleetlm files missing from the relocated install"
+# fleetlm_proxy requires PL/Proxy (scripts/deps.sh installs it): the system's
+# files are reached through the overlay above.
+ls "$R_PKGLIB"/plproxy.so "$R_SHARE"/extension/plproxy.control >/dev/null \
+    || die "PL/Proxy (postgresql-15-plproxy) missing from the relocated install"
 
 # ---------------------------------------------------------------------------
 # Test inputs: a copy of the source tree minus VCS data, build/test leftovers
