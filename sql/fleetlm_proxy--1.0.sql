@@ -344,11 +344,25 @@ BEGIN
                 USING ERRCODE = 'no_data_found';
         END IF;
     END IF;
-    RETURN QUERY
-        SELECT l.session_id, l.user_id, l.agent_id, l.metadata, l.created_at, l.last_seq
-          FROM fleetlm._list_sessions_page(user_id, max_count, anchor_at, before_id) l
-         ORDER BY l.created_at DESC, l.session_id DESC
-         LIMIT CASE WHEN max_count > 0 THEN max_count END;
+    FOR attempt IN 1 .. 3 LOOP
+        BEGIN
+            -- the sort reads every row before it returns one: an error
+            -- leaves no row behind
+            RETURN QUERY
+                SELECT l.session_id, l.user_id, l.agent_id, l.metadata, l.created_at, l.last_seq
+                  FROM fleetlm._list_sessions_page(user_id, max_count, anchor_at, before_id) l
+                 ORDER BY l.created_at DESC, l.session_id DESC
+                 LIMIT CASE WHEN max_count > 0 THEN max_count END;
+            RETURN;
+        EXCEPTION WHEN no_data_found THEN
+            -- the only no_data_found here: a shard's local anchor, removed
+            -- by the applier (a deleted session) between the shard's read
+            -- of it and list_sessions' check; the next attempt finds another
+            IF before_id IS NULL OR attempt = 3 THEN
+                RAISE;
+            END IF;
+        END;
+    END LOOP;
 END
 $$;
 

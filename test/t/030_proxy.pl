@@ -493,6 +493,28 @@ cmp_ok($errors, '>=', 40, "the coordinator reported $errors errors with one serv
 	}
 }
 
+# a long-poll cancelled on the coordinator stops waiting on its shard
+{
+	my ($s) = grep { shard_of($_) == 1 } @c[0 .. 6];
+	my $waiting = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+	  . " AND wait_event_type = 'Extension' AND query LIKE '%wait_for_messages%'";
+	my $waiter = $coord->background_psql('postgres', on_error_stop => 0);
+	$waiter->query_until(qr/started\n/,
+		"\\echo started\nSELECT * FROM fleetlm.wait_for_messages('$s', 1000000, '60s');\n");
+	$shard[1]->poll_query_until('postgres', "SELECT ($waiting) > 0")
+	  or die 'the waiter did not reach shard 1';
+	my $t0 = time;
+	is(sql($coord, "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity"
+		  . " WHERE query LIKE '%wait_for_messages(%' AND pid <> pg_backend_pid()"), '1',
+		'a waiting coordinator backend is cancelled');
+	ok($shard[1]->poll_query_until('postgres', "SELECT ($waiting) = 0"),
+		sprintf('the cancel reached the shard: its backend stopped waiting (%.0f ms)', (time - $t0) * 1000));
+	my ($out) = $waiter->query("SELECT 'still here'");
+	is($out, 'still here', 'the cancelled session goes on');
+	like($waiter->{stderr}, qr/canceling statement due to user request/, 'the waiter got the cancel error');
+	$waiter->quit;
+}
+
 # --- 11. a shard stopped, then started -----------------------------------------
 {
 	my ($s0) = grep { shard_of($_) == 0 } @c[0 .. 6];
