@@ -52,6 +52,7 @@
 #include "shmem.h"
 #include "spi_util.h"
 #include "ulid.h"
+#include "walwriter.h"
 
 PG_FUNCTION_INFO_V1(fleetlm_create_session);
 PG_FUNCTION_INFO_V1(fleetlm_get_session);
@@ -674,6 +675,7 @@ fleetlm_wait_for_messages(PG_FUNCTION_ARGS)
 			{
 				FleetSession *entry;
 				int64		last = -1;
+				int64		inserted_last = -1;
 				bool		deleted = false;
 				long		left;
 
@@ -683,9 +685,12 @@ fleetlm_wait_for_messages(PG_FUNCTION_ARGS)
 				{
 					deleted = entry->deleted;
 					if (!deleted)
+					{
 						last = session_durable_last_seq(entry,
 														fleet_read_pos(&fleet_shared->durable),
 														fleet_read_pos(&fleet_shared->applied));
+						inserted_last = entry->last_seq;
+					}
 				}
 				LWLockRelease(plock);
 
@@ -693,6 +698,21 @@ fleetlm_wait_for_messages(PG_FUNCTION_ARGS)
 					break;		/* read_messages reports it */
 				if (last > after_seq)
 					break;
+
+				/*
+				 * Messages we wait for are in the log, not durable yet (an
+				 * answer the dispatcher appended without waiting, which
+				 * woke us): lead the flush round ourselves, as an append
+				 * does, rather than wait for the WAL writer's.  Bounded by
+				 * our deadline, cancellable.
+				 */
+				if (inserted_last > after_seq)
+				{
+					if (!walwriter_flush_until(fleet_read_pos(&fleet_shared->inserted),
+											   false, deadline))
+						goto timed_out;
+					continue;
+				}
 				if (entry == NULL && session_evicted_since(mark))
 					break;		/* the tables may know more now */
 

@@ -49,6 +49,7 @@
 #include "batch.h"
 #include "fleetlm.h"
 #include "idempotency.h"
+#include "longpoll.h"
 #include "pipeline.h"
 #include "record.h"
 #include "ring.h"
@@ -314,13 +315,15 @@ append_finish(AppendWrite *w)
  * > 0 says the key can only be on a message after that seq, which lets
  * the lookup skip the table when the ring holds every message after it.
  * Returns the first seq; *duplicate says the key was found and nothing
- * written.
+ * written.  If the session has long-pollers, they are woken to flush the
+ * records themselves and *unflushed is the position to be durable: the
+ * caller wakes the WAL writer if it is not durable soon.
  * Must run in a transaction (the session and key lookups may use SPI).
  */
 int64
 append_group_async(const char *session_id, const char *sender_id,
 				   FleetRecordInput *inputs, int n, const char *key,
-				   int64 key_after, bool *duplicate)
+				   int64 key_after, bool *duplicate, uint64 *unflushed)
 {
 	AppendWrite w;
 	TimestampTz now = GetCurrentTimestamp();
@@ -342,11 +345,16 @@ append_group_async(const char *session_id, const char *sender_id,
 	w.key = key;
 	w.key_after = key_after;
 	append_write(&w);
+	*unflushed = 0;
 	if (w.end != 0 && !w.duplicate)
 	{
 		if (w.end - fleet_read_pos(&fleet_shared->applied) > fleet_shared->ring_size / 4)
 			applier_wake();
-		walwriter_wake();
+		/* a long-poller of the session flushes it; else the WAL writer */
+		if (longpoll_wake_now(session_hash_code(session_id)))
+			*unflushed = w.end;
+		else
+			walwriter_wake();
 	}
 	*duplicate = w.duplicate;
 	return w.first_seq;

@@ -17,6 +17,6 @@ extern void append_read_own_writes(void);
 extern int64 append_group_async(const char *session_id, const char *sender_id,
 								FleetRecordInput *inputs, int n,
 								const char *key, int64 key_after,
-								bool *duplicate);
+								bool *duplicate, uint64 *unflushed);
 
 #endif							/* FLEETLM_APPEND_H */

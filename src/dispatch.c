@@ -67,6 +67,7 @@
 #include "shmem.h"
 #include "spi_util.h"
 #include "stream.h"
+#include "walwriter.h"
 
 /* What a transfer is for */
 typedef struct DispatchCall
@@ -76,6 +77,12 @@ typedef struct DispatchCall
 	int			attempt;
 } DispatchCall;
 
+/*
+ * An answer whose session had long-pollers is flushed by them; if it is
+ * not durable after this long, the WAL writer is woken (append.c).
+ */
+#define DISPATCH_WRITER_GRACE_MS	2
+
 /* Most records read per round, so that calls keep being served */
 #define DISPATCH_TAIL_RECORDS	4096
 
@@ -83,6 +90,8 @@ typedef struct DispatchCall
 static MemoryContext round_context = NULL;
 static DispatchCall *calls = NULL;
 static int	running_total = 0;
+static uint64 writer_due_end = 0;	/* answers left to long-pollers to flush */
+static TimestampTz writer_due_at = 0;	/* ... until then */
 static uint64 tail_cursor = 0;
 static bool need_resync = true;
 
@@ -276,6 +285,7 @@ dispatch_answer(DispatchTurn *t, int64 turn, int attempt, Jsonb **messages,
 	bool		ok = false;
 	int			n = messages != NULL ? nmessages : 1;
 	Jsonb	   *metadata;
+	uint64		unflushed = 0;
 
 	snprintf(key, sizeof(key), "turn:" INT64_FORMAT, turn);
 	in = palloc0(sizeof(FleetRecordInput) * n);
@@ -316,7 +326,13 @@ dispatch_answer(DispatchTurn *t, int64 turn, int attempt, Jsonb **messages,
 	{
 		/* an answer to turn T comes after the user's message T */
 		(void) append_group_async(t->session_id, t->agent_id, in, n, key,
-								  turn, &duplicate);
+								  turn, &duplicate, &unflushed);
+		if (unflushed > writer_due_end)
+		{
+			writer_due_end = unflushed;
+			writer_due_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														DISPATCH_WRITER_GRACE_MS);
+		}
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -755,6 +771,16 @@ dispatch_main(Datum main_arg)
 				more = dispatch_round(now);
 
 			now = GetCurrentTimestamp();
+			if (writer_due_end != 0)
+			{
+				if (fleet_read_pos(&fleet_shared->durable) >= writer_due_end)
+					writer_due_end = 0;
+				else if (now >= writer_due_at)
+				{
+					walwriter_wake();
+					writer_due_end = 0;
+				}
+			}
 			timeout = AGENTS_RELOAD_MS;
 			t2 = dispatch_next_due_ms(now);
 			if (t2 >= 0 && t2 < timeout)
@@ -762,6 +788,8 @@ dispatch_main(Datum main_arg)
 			t2 = http_timeout_ms(now);
 			if (t2 >= 0 && t2 < timeout)
 				timeout = t2;
+			if (writer_due_end != 0)
+				timeout = Min(timeout, DISPATCH_WRITER_GRACE_MS);
 			if (need_resync)
 				timeout = Min(timeout, 100);
 			else if (more)

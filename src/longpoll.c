@@ -126,6 +126,35 @@ longpoll_collect(uint32 hashcode)
 }
 
 /*
+ * Wake the pollers of one session now, before its newest records are
+ * durable: the dispatcher does, after appending an answer without waiting.
+ * A poller that finds records of its session inserted but not durable
+ * leads the flush round itself (api.c), so the answer's durability does
+ * not wait for the WAL writer to wake up.  Returns whether there was one;
+ * if not, the caller wakes the WAL writer.
+ */
+bool
+longpoll_wake_now(uint32 hashcode)
+{
+	bool		found = false;
+
+	pg_memory_barrier();
+	if (pg_atomic_read_u32(&fleet_poll_buckets[hashcode % FLEET_POLL_BUCKETS]) == 0)
+		return false;
+	for (int i = 0; i < fleet_nwaiters; i++)
+	{
+		FleetWaiter *slot = &fleet_waiters[i];
+
+		if (pg_atomic_read_u32(&slot->polling) == 0 ||
+			pg_atomic_read_u32(&slot->poll_hash) != hashcode)
+			continue;
+		SetLatch(slot->latch);
+		found = true;
+	}
+	return found;
+}
+
+/*
  * Publish [from, to) as durable and find the pollers of the sessions of
  * those records.  Caller holds write_lock; the records are complete and
  * fsynced.

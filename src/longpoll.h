@@ -15,5 +15,6 @@ extern void longpoll_register(uint32 hashcode);
 extern void longpoll_unregister(void);
 extern void longpoll_publish_durable(uint64 from, uint64 to);
 extern void longpoll_wake_collected(void);
+extern bool longpoll_wake_now(uint32 hashcode);
 
 #endif							/* FLEETLM_LONGPOLL_H */

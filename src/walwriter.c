@@ -448,6 +448,16 @@ walwriter_xact_callback(XactEvent event, void *arg)
 bool
 walwriter_flush_for(uint64 end, bool nothrow)
 {
+	return walwriter_flush_until(end, nothrow, 0);
+}
+
+/*
+ * walwriter_flush_for with a deadline (0: none): returns false once it
+ * passes with the log not durable up to end yet.
+ */
+bool
+walwriter_flush_until(uint64 end, bool nothrow, TimestampTz deadline)
+{
 	FleetWaiter *slot;
 	bool		done = true;
 
@@ -475,10 +485,24 @@ walwriter_flush_for(uint64 end, bool nothrow)
 				done = false;
 				break;
 			}
+			if (deadline != 0)
+			{
+				long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+																  deadline);
+
+				if (left <= 0)
+				{
+					done = false;
+					break;
+				}
+				timeout = Min(timeout, left);
+			}
 			if (!walwriter_may_lead())
 			{
 				walwriter_wake();
-				timeout = WALWRITER_STALLED_POLL_MS;
+				timeout = Max(timeout, WALWRITER_STALLED_POLL_MS);
+				if (deadline != 0)
+					timeout = Min(timeout, Max(1, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline)));
 			}
 			else if (LWLockConditionalAcquire(fleet_shared->write_lock, LW_EXCLUSIVE))
 			{

@@ -232,6 +232,29 @@ like($lerr, qr/HINT:.*messages\(\)/, '... with a hint to read the final message'
 is(sql("SELECT string_agg(chunk->>'type', ',') || ' ' || bool_or(done) FROM fleetlm.wait_for_stream('lo-1', 1, 3002, '1s')"),
 	'text-end,finish true', 'wait_for_stream: the last chunks of a long reply, then done');
 
+# --- a client long-polling for the reply flushes it itself ------------------
+# (the dispatcher appends answers without waiting and wakes the session's
+# long-pollers, which lead the flush round; api.c, append.c)
+agent('lp', '/jsonl', debounce_ms => 0);
+session('lp-1', 'lp');
+my $lp = sql("SELECT fleetlm.append('lp-1', 'alice', 'text', '{\"text\": \"poll me\"}') AS seq");
+my $lpres = sql("SELECT seq || ' ' || kind || ' ' || idempotency_key FROM fleetlm.wait_for_messages('lp-1', $lp, '10s')");
+is($lpres, "2 assistant turn:1", 'wait_for_messages returns the reply (durable: it returns only durable messages)');
+# a poller of the same session that waits for something later does not
+# flush it: the dispatcher wakes the WAL writer after its grace period, and
+# the reply is durable long before the writer's own 1 s timer
+session('lp-2', 'lp');
+my $bg = $node->background_psql('postgres');
+$bg->query_until(qr/started/, "\\echo started\nSELECT count(*) FROM fleetlm.wait_for_messages('lp-2', 50, '3s');\n");
+usleep(100_000);
+my $t_lp = time;
+sql("SELECT fleetlm.append('lp-2', 'alice', 'text', '{\"text\": \"hello\"}')");
+my $lp2 = wait_answer($node, 'lp-2', 1, 5);
+my $lp2_took = time - $t_lp;
+ok($lp2, 'a reply whose session has only an unrelated poller becomes durable');
+ok($lp2_took < 0.8, sprintf('... without waiting for the WAL writer\'s 1 s timer (%.3f s)', $lp2_took));
+$bg->quit;
+
 # --- concurrency cap ---------------------------------------------------------
 agent('cap', '/slow?delay_ms=100&chunks=5', max_concurrency => 2, debounce_ms => 0);
 session("c-$_", 'cap', "user$_") for 1 .. 6;
@@ -268,7 +291,7 @@ say_('n-1', 'anyone there?');
 # --- counters and connection reuse -----------------------------------------------
 my $stat = sql("SELECT turns_started, turns_completed, turns_failed, calls_in_flight, http_time_ms > 0 FROM fleetlm.stat");
 my ($started, $completed, $failed, $inflight, $http) = split /\|/, $stat;
-is($started, 20, 'stat: turns_started counts the 20 turns of this test');
+is($started, 22, 'stat: turns_started counts the 22 turns of this test');
 is($completed, $started, 'stat: every started turn completed');
 is($failed, 0, 'stat: none failed');
 is($http, 't', 'stat: http_time_ms counted');
