@@ -77,6 +77,23 @@ typedef struct DispatchCall
 	int			attempt;
 } DispatchCall;
 
+/* Arguments of the steps the dispatcher runs in a subtransaction */
+typedef struct AnswerAppend
+{
+	DispatchTurn *t;
+	FleetRecordInput *in;
+	int			n;
+	const char *key;
+	int64		turn;
+	uint64		unflushed;		/* out: left to the session's pollers */
+} AnswerAppend;
+
+typedef struct StartCall
+{
+	DispatchTurn *t;
+	DispatchAgent *a;
+} StartCall;
+
 /*
  * An answer whose session had long-pollers is flushed by them; if it is
  * not durable after this long, the WAL writer is woken (append.c).
@@ -102,6 +119,9 @@ static void dispatch_finish_calls(void);
 static void dispatch_start_due(TimestampTz now);
 static void dispatch_start(DispatchTurn *t, DispatchAgent *a);
 static void dispatch_start_guarded(DispatchTurn *t, DispatchAgent *a);
+static void dispatch_start_one(void *arg);
+static ErrorData *dispatch_subxact(void (*fn) (void *arg), void *arg);
+static void dispatch_answer_append(void *arg);
 static void dispatch_recount_running(void);
 static void dispatch_answer(DispatchTurn *t, int64 turn, int attempt,
 							Jsonb **messages, int nmessages,
@@ -267,6 +287,51 @@ dispatch_backoff_ms(int attempt, int retry_after_ms)
 }
 
 /*
+ * Run fn(arg) in a subtransaction, so that an error undoes only what fn
+ * did, not the round.  Returns NULL, or the error, copied into the
+ * caller's memory context, for the caller to report and free.
+ */
+static ErrorData *
+dispatch_subxact(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+static void
+dispatch_answer_append(void *arg)
+{
+	AnswerAppend *ap = (AnswerAppend *) arg;
+	bool		duplicate;
+
+	/* an answer to turn T comes after the user's message T */
+	(void) append_group_async(ap->t->session_id, ap->t->agent_id, ap->in, ap->n,
+							  ap->key, ap->turn, &duplicate, &ap->unflushed);
+}
+
+/*
  * Append the answer to a turn: the agent's message(s), as one atomic
  * group, or an agent_error.  In a subtransaction, so that one failed
  * append does not undo the round; a failure leaves the turn to run again
@@ -276,16 +341,14 @@ static void
 dispatch_answer(DispatchTurn *t, int64 turn, int attempt, Jsonb **messages,
 				int nmessages, const char *error, int status)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
 	FleetRecordInput *in;
 	StringInfoData buf;
 	char		key[32];
-	bool		duplicate;
 	bool		ok = false;
 	int			n = messages != NULL ? nmessages : 1;
 	Jsonb	   *metadata;
-	uint64		unflushed = 0;
+	AnswerAppend ap;
+	ErrorData  *edata;
 
 	snprintf(key, sizeof(key), "turn:" INT64_FORMAT, turn);
 	in = palloc0(sizeof(FleetRecordInput) * n);
@@ -320,34 +383,25 @@ dispatch_answer(DispatchTurn *t, int64 turn, int attempt, Jsonb **messages,
 		in->metadata = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 	}
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
+	ap.t = t;
+	ap.in = in;
+	ap.n = n;
+	ap.key = key;
+	ap.turn = turn;
+	ap.unflushed = 0;
+	edata = dispatch_subxact(dispatch_answer_append, &ap);
+	if (edata == NULL)
 	{
-		/* an answer to turn T comes after the user's message T */
-		(void) append_group_async(t->session_id, t->agent_id, in, n, key,
-								  turn, &duplicate, &unflushed);
-		if (unflushed > writer_due_end)
+		ok = true;
+		if (ap.unflushed > writer_due_end)
 		{
-			writer_due_end = unflushed;
+			writer_due_end = ap.unflushed;
 			writer_due_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														DISPATCH_WRITER_GRACE_MS);
 		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		ok = true;
 	}
-	PG_CATCH();
+	else
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("fleetlm dispatcher could not append the answer to turn " INT64_FORMAT " of session \"%s\": %s",
@@ -355,7 +409,6 @@ dispatch_answer(DispatchTurn *t, int64 turn, int attempt, Jsonb **messages,
 				 errdetail("The turn runs again.")));
 		FreeErrorData(edata);
 	}
-	PG_END_TRY();
 
 	turns_lock();
 	if (ok)
@@ -507,43 +560,35 @@ dispatch_start_due(TimestampTz now)
  * later, not the round or the worker.
  */
 static void
+dispatch_start_one(void *arg)
+{
+	StartCall  *sc = (StartCall *) arg;
+
+	dispatch_start(sc->t, sc->a);
+}
+
+static void
 dispatch_start_guarded(DispatchTurn *t, DispatchAgent *a)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
+	StartCall	sc;
+	ErrorData  *edata;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		dispatch_start(t, a);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("fleetlm dispatcher could not start a turn of session \"%s\": %s",
-						t->session_id, edata->message),
-				 errdetail("The turn runs again in a second.")));
-		turns_lock();
-		t->state = TURN_RETRY;
-		t->due_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
-		strlcpy(t->last_error, edata->message, sizeof(t->last_error));
-		turns_unlock();
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
+	sc.t = t;
+	sc.a = a;
+	edata = dispatch_subxact(dispatch_start_one, &sc);
+	if (edata == NULL)
+		return;
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("fleetlm dispatcher could not start a turn of session \"%s\": %s",
+					t->session_id, edata->message),
+			 errdetail("The turn runs again in a second.")));
+	turns_lock();
+	t->state = TURN_RETRY;
+	t->due_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+	strlcpy(t->last_error, edata->message, sizeof(t->last_error));
+	turns_unlock();
+	FreeErrorData(edata);
 }
 
 /*

@@ -74,7 +74,6 @@ static int	turn_list_n = 0;
 static bool turns_session_parties(const char *session_id, char *user_id,
 								  char *agent_id);
 static void turns_apply_record(FleetRecord *rec);
-static int64 turns_key_turn(const char *key, int len);
 
 /*
  * Shared memory of the dispatcher: the control block and the turn table.
@@ -308,25 +307,6 @@ turns_session_parties(const char *session_id, char *user_id, char *agent_id)
 }
 
 /*
- * T of an idempotency key 'turn:<T>', or 0 if the key is not one.
- */
-static int64
-turns_key_turn(const char *key, int len)
-{
-	int64		t = 0;
-
-	if (len <= 5 || len > 24 || memcmp(key, "turn:", 5) != 0)
-		return 0;
-	for (int i = 5; i < len; i++)
-	{
-		if (key[i] < '0' || key[i] > '9')
-			return 0;
-		t = t * 10 + (key[i] - '0');
-	}
-	return t;
-}
-
-/*
  * Fold one durable record into the table.  Runs in a transaction (a
  * session's parties may need a query).
  */
@@ -372,7 +352,7 @@ turns_apply_record(FleetRecord *rec)
 	}
 
 	/* an answer: the reply or agent_error of turn T, from the agent */
-	key_turn = h->key_len > 0 ? turns_key_turn(rec->key, h->key_len) : 0;
+	key_turn = h->key_len > 0 ? record_key_turn(rec->key, h->key_len) : 0;
 	if (key_turn > 0)
 	{
 		stream_resolved(session_id, key_turn);

@@ -39,6 +39,54 @@
 #include "shmem.h"
 #include "spi_util.h"
 
+
+static int	idempotency_walk(RingChain *chain, const char *key, int64 after_seq,
+							 int64 *seq, uint64 *end, bool *stopped);
+
+/*
+ * Walk a begun chain for the key, newest record first, stopping at the
+ * first record with seq <= after_seq (0: walk it all); *stopped says
+ * whether it got there.  Returns 1 (found: its seq in *seq, the log
+ * position after it in *end) or 0.
+ */
+static int
+idempotency_walk(RingChain *chain, const char *key, int64 after_seq,
+				 int64 *seq, uint64 *end, bool *stopped)
+{
+	size_t		keylen = strlen(key);
+	uint64		lsn;
+	FleetRecordHeader hdr;
+
+	*stopped = false;
+	while (ring_chain_next(chain, &lsn, &hdr))
+	{
+		char	   *buf;
+		FleetRecord rec;
+		bool		match;
+
+		if (hdr.type != FLEET_REC_APPEND)
+			continue;
+		if (hdr.seq <= after_seq)
+		{
+			*stopped = true;
+			return 0;
+		}
+		if (hdr.key_len != keylen)
+			continue;
+		buf = ring_read_record(lsn);
+		record_decode(buf, &rec);
+		match = (memcmp(rec.key, key, keylen) == 0);
+		pfree(buf);
+		if (match)
+		{
+			*seq = hdr.seq;
+			*end = lsn + FLEET_REC_ALIGN(hdr.total_len);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /*
  * Like idempotency_find_in_ring, for a key that can only be on a record
  * with seq > after_seq, with no table lookup before it: the walk stops at
@@ -51,39 +99,11 @@ idempotency_find_in_ring_after(FleetSession *entry, const char *key,
 							   int64 after_seq, int64 *seq, uint64 *end,
 							   bool *complete)
 {
-	size_t		keylen = strlen(key);
 	RingChain	chain;
-	uint64		lsn;
-	FleetRecordHeader hdr;
-	int			result = 0;
+	int			result;
 
-	*complete = false;
 	ring_chain_begin(&chain, entry->last_lsn);
-	while (ring_chain_next(&chain, &lsn, &hdr))
-	{
-		char	   *buf;
-		FleetRecord rec;
-		bool		match;
-
-		if (hdr.seq <= after_seq && hdr.type == FLEET_REC_APPEND)
-		{
-			*complete = true;
-			break;
-		}
-		if (hdr.type != FLEET_REC_APPEND || hdr.key_len != keylen)
-			continue;
-		buf = ring_read_record(lsn);
-		record_decode(buf, &rec);
-		match = (memcmp(rec.key, key, keylen) == 0);
-		pfree(buf);
-		if (match)
-		{
-			*seq = hdr.seq;
-			*end = lsn + FLEET_REC_ALIGN(hdr.total_len);
-			result = 1;
-			break;
-		}
-	}
+	result = idempotency_walk(&chain, key, after_seq, seq, end, complete);
 	ring_chain_end(&chain);
 	return result;
 }
@@ -162,11 +182,9 @@ int
 idempotency_find_in_ring(FleetSession *entry, const char *key, uint64 applied,
 						 int64 *seq, uint64 *end)
 {
-	size_t		keylen = strlen(key);
 	RingChain	chain;
-	uint64		lsn;
-	FleetRecordHeader hdr;
-	int			result = 0;
+	bool		stopped;
+	int			result;
 
 	ring_chain_begin(&chain, entry->last_lsn);
 	if (chain.applied != applied)
@@ -174,26 +192,7 @@ idempotency_find_in_ring(FleetSession *entry, const char *key, uint64 applied,
 		ring_chain_end(&chain);
 		return -1;
 	}
-	while (ring_chain_next(&chain, &lsn, &hdr))
-	{
-		char	   *buf;
-		FleetRecord rec;
-		bool		match;
-
-		if (hdr.type != FLEET_REC_APPEND || hdr.key_len != keylen)
-			continue;
-		buf = ring_read_record(lsn);
-		record_decode(buf, &rec);
-		match = (memcmp(rec.key, key, keylen) == 0);
-		pfree(buf);
-		if (match)
-		{
-			*seq = hdr.seq;
-			*end = lsn + FLEET_REC_ALIGN(hdr.total_len);
-			result = 1;
-			break;
-		}
-	}
+	result = idempotency_walk(&chain, key, 0, seq, end, &stopped);
 	ring_chain_end(&chain);
 	return result;
 }

@@ -97,17 +97,10 @@ void
 pending_note(FleetRecord *rec)
 {
 	FleetRecordHeader *h = rec->hdr;
+	int64		turn = h->key_len > 0 ? record_key_turn(rec->key, h->key_len) : 0;
 
-	if (h->key_len > 5 && h->key_len <= 24 && memcmp(rec->key, "turn:", 5) == 0)
+	if (turn > 0)
 	{
-		int64		turn = 0;
-
-		for (int i = 5; i < h->key_len; i++)
-		{
-			if (rec->key[i] < '0' || rec->key[i] > '9')
-				return;
-			turn = turn * 10 + (rec->key[i] - '0');
-		}
 		pending_max(&pending_answers, "fleetlm pending answers",
 					rec->session_id, h->session_len,
 					rec->sender_id, h->sender_len, turn);

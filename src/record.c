@@ -226,3 +226,23 @@ record_text(const char *p, uint16 len)
 {
 	return pnstrdup(p, len);
 }
+
+/*
+ * T of an idempotency key 'turn:<T>' (the key of an agent's answer to turn
+ * T, dispatch.c), or 0 if the key is not one.  key is not NUL-terminated.
+ */
+int64
+record_key_turn(const char *key, int len)
+{
+	int64		t = 0;
+
+	if (len <= 5 || len > 24 || memcmp(key, "turn:", 5) != 0)
+		return 0;
+	for (int i = 5; i < len; i++)
+	{
+		if (key[i] < '0' || key[i] > '9')
+			return 0;
+		t = t * 10 + (key[i] - '0');
+	}
+	return t;
+}

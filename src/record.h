@@ -101,5 +101,6 @@ extern bool record_crc_ok(const char *rec);
 extern void record_decode(char *rec, FleetRecord *out);
 extern char *record_text(const char *p, uint16 len);
 extern Size record_session_offset(const FleetRecordHeader *hdr);
+extern int64 record_key_turn(const char *key, int len);
 
 #endif							/* FLEETLM_RECORD_H */
