@@ -49,7 +49,7 @@ DATA = sql/fleetlm--1.0.sql sql/fleetlm_proxy--1.0.sql
 PGFILEDESC = "fleetlm - durable conversation store for LLM agents"
 
 REGRESS = fleetlm_setup fleetlm_core fleetlm_api fleetlm_roles fleetlm_errors \
-	fleetlm_agent_stream fleetlm_agents
+	fleetlm_agent_stream fleetlm_agents export
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --load-extension=fleetlm
 
 PG_CPPFLAGS = -I$(srcdir)/src

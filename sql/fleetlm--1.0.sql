@@ -404,3 +404,267 @@ AS 'MODULE_PATHNAME', 'fleetlm_compact_agent_reply'
 LANGUAGE C IMMUTABLE PARALLEL SAFE ROWS 1;
 REVOKE ALL ON FUNCTION fleetlm.compact_agent_reply(text, text, integer, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION fleetlm.compact_agent_reply(text, text, integer, integer) TO fleetlm_reader;
+
+-------------------------------------------------------------------------
+-- Moving sessions to another server (README.md, "Moving a partition";
+-- fleetlm_proxy's move_partition uses them).  export_session writes one
+-- session as a jsonb document; import_session re-creates it on another
+-- server with the same seqs, senders, recipients, kinds, contents,
+-- metadata, inserted_at, idempotency keys, created_at and read cursors.
+-- A deleted session cannot be exported, so it cannot come back.  They run
+-- as the extension owner (SECURITY DEFINER) and only fleetlm_admin may
+-- call them.
+-------------------------------------------------------------------------
+
+-- The document of one session.  With flush (the default) it first waits
+-- like flush() until every durable record is in the tables; in any case
+-- the messages are read with messages(), the table and the ring, so a
+-- synchronous append acknowledged before the call is in the document.
+-- The caller must keep new writes to the session away while it exports
+-- (fleetlm_proxy fences the session's partition): a later append is not
+-- in the document.  A session with an agent turn pending or running is
+-- refused (55006): the dispatcher would append its answer here later.
+CREATE FUNCTION fleetlm.export_session(
+    session_id  text,
+    flush       boolean DEFAULT true)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    s       fleetlm.session_info;
+    msgs    jsonb := '[]';
+    page    jsonb;
+    got     bigint;
+    after   bigint := 0;
+BEGIN
+    IF session_id IS NULL THEN
+        RAISE EXCEPTION 'session_id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF flush IS NULL THEN
+        RAISE EXCEPTION 'flush must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF flush THEN
+        PERFORM fleetlm.flush();
+    END IF;
+    s := fleetlm.get_session(session_id);      -- P0002: unknown or deleted
+    IF EXISTS (SELECT 1 FROM fleetlm.pending_turns p WHERE p.session_id = session_id)
+       OR EXISTS (SELECT 1 FROM fleetlm.agent_turns() t WHERE t.session_id = session_id) THEN
+        RAISE EXCEPTION 'fleetlm session "%" has an agent turn pending or running', session_id
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = 'The dispatcher would append the answer after the export.',
+                  HINT = 'Export it again once fleetlm.agent_turns shows no turn of the session.';
+    END IF;
+    LOOP
+        SELECT jsonb_agg(to_jsonb(m) - 'session_id' ORDER BY m.seq), count(*), max(m.seq)
+          INTO page, got, after
+          FROM fleetlm.messages(session_id, after, 100000) m;
+        msgs := msgs || COALESCE(page, '[]');
+        EXIT WHEN got < 100000;
+    END LOOP;
+    RETURN jsonb_build_object(
+        'format', 'fleetlm.session.v1',
+        'session', jsonb_build_object(
+            'session_id', s.session_id,
+            'user_id', s.user_id,
+            'agent_id', s.agent_id,
+            'metadata', s.metadata,
+            'created_at', s.created_at),
+        'messages', msgs,
+        'cursors', COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                                 'participant_id', c.participant_id,
+                                 'last_read_seq', c.last_read_seq,
+                                 'updated_at', c.updated_at) ORDER BY c.participant_id)
+                               FROM fleetlm.cursors c
+                              WHERE c.session_id = session_id), '[]'));
+END
+$$;
+
+-- Re-create a session from export_session's document, in the caller's
+-- transaction; returns its last seq.  The session must not exist here
+-- (23505, nothing written); a pending deletion of the same id is waited
+-- for first, as by create_session.  Safe with the session table in
+-- shared memory: a session without a row has no entry (src/README, "The
+-- Session Table"), so the first append after the commit loads the
+-- imported rows, its last seq and keys from the tables.  The document is
+-- checked before anything is written; a bad one is an error naming the
+-- bad value.
+CREATE FUNCTION fleetlm.import_session(session jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    s       fleetlm.sessions;
+    bad     record;
+    n       bigint;
+BEGIN
+    IF session IS NULL THEN
+        RAISE EXCEPTION 'session must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF jsonb_typeof(session) IS DISTINCT FROM 'object'
+       OR session->>'format' IS DISTINCT FROM 'fleetlm.session.v1' THEN
+        RAISE EXCEPTION 'session is not a document of fleetlm.export_session (format %)',
+                COALESCE(session->>'format', 'missing')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Its format must be "fleetlm.session.v1".';
+    END IF;
+    IF jsonb_typeof(session->'session') IS DISTINCT FROM 'object'
+       OR jsonb_typeof(session->'messages') IS DISTINCT FROM 'array'
+       OR jsonb_typeof(session->'cursors') IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'session must have an object "session" and arrays "messages" and "cursors"'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    s := jsonb_populate_record(NULL::fleetlm.sessions, session->'session');
+    IF s.session_id IS NULL THEN
+        RAISE EXCEPTION 'session.session_id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF s.created_at IS NULL THEN
+        RAISE EXCEPTION 'session.created_at of fleetlm session "%" must not be NULL', s.session_id
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+
+    -- the messages: seqs 1, 2, 3, ... in order, every column a message has
+    SELECT m.ordinality AS ord, m.seq, m.session_id, m.sender_id, m.kind, m.content,
+           m.metadata, m.inserted_at
+      INTO bad
+      FROM jsonb_populate_recordset(NULL::fleetlm.messages, session->'messages')
+               WITH ORDINALITY AS m
+     WHERE m.seq IS DISTINCT FROM m.ordinality
+        OR m.session_id IS DISTINCT FROM s.session_id AND m.session_id IS NOT NULL
+        OR COALESCE(m.sender_id, '') = '' OR COALESCE(m.kind, '') = ''
+        OR m.content IS NULL OR m.inserted_at IS NULL
+        OR jsonb_typeof(COALESCE(m.metadata, '{}')) <> 'object'
+     ORDER BY m.ordinality
+     LIMIT 1;
+    IF FOUND THEN
+        IF bad.seq IS DISTINCT FROM bad.ord THEN
+            RAISE EXCEPTION 'message % of fleetlm session "%" has seq %, not %',
+                    bad.ord, s.session_id, COALESCE(bad.seq::text, 'NULL'), bad.ord
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'The messages must have the seqs 1, 2, 3, ... in order.';
+        ELSIF bad.session_id IS DISTINCT FROM s.session_id AND bad.session_id IS NOT NULL THEN
+            RAISE EXCEPTION 'message % of fleetlm session "%" belongs to session "%"',
+                    bad.seq, s.session_id, bad.session_id
+                USING ERRCODE = 'invalid_parameter_value';
+        ELSIF jsonb_typeof(COALESCE(bad.metadata, '{}')) <> 'object' THEN
+            RAISE EXCEPTION 'metadata of message % of fleetlm session "%" must be a JSON object: %',
+                    bad.seq, s.session_id, bad.metadata
+                USING ERRCODE = 'invalid_parameter_value';
+        ELSE
+            RAISE EXCEPTION 'message % of fleetlm session "%" lacks sender_id, kind, content or inserted_at',
+                    bad.seq, s.session_id
+                USING ERRCODE = 'null_value_not_allowed';
+        END IF;
+    END IF;
+    n := jsonb_array_length(session->'messages');
+    SELECT m.idempotency_key INTO bad
+      FROM jsonb_populate_recordset(NULL::fleetlm.messages, session->'messages') m
+     WHERE m.idempotency_key IS NOT NULL
+     GROUP BY m.idempotency_key HAVING count(*) > 1
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'idempotency key "%" is on several messages of fleetlm session "%"',
+                bad.idempotency_key, s.session_id
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- the read cursors: one per participant, within the session's seqs
+    SELECT c.participant_id, c.last_read_seq INTO bad
+      FROM jsonb_populate_recordset(NULL::fleetlm.cursors, session->'cursors') c
+     WHERE COALESCE(c.participant_id, '') = ''
+        OR c.last_read_seq IS NULL OR c.last_read_seq < 0 OR c.last_read_seq > n
+        OR (SELECT count(*) FROM jsonb_populate_recordset(NULL::fleetlm.cursors, session->'cursors') d
+             WHERE d.participant_id = c.participant_id) > 1
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'bad read cursor of participant "%" of fleetlm session "%": last_read_seq %',
+                COALESCE(bad.participant_id, 'NULL'), s.session_id,
+                COALESCE(bad.last_read_seq::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Each participant once, with a last_read_seq from 0 to %s.', n);
+    END IF;
+
+    -- checks its ids and metadata; 23505 if the session exists here
+    PERFORM fleetlm.create_session(s.user_id, s.agent_id, s.metadata, s.session_id);
+    UPDATE fleetlm.sessions t SET created_at = s.created_at WHERE t.session_id = s.session_id;
+    INSERT INTO fleetlm.messages (session_id, seq, sender_id, recipient_id, kind, content,
+                                  metadata, inserted_at, idempotency_key)
+    SELECT s.session_id, m.seq, m.sender_id, m.recipient_id, m.kind, m.content,
+           COALESCE(m.metadata, '{}'), m.inserted_at, m.idempotency_key
+      FROM jsonb_populate_recordset(NULL::fleetlm.messages, session->'messages') m;
+    INSERT INTO fleetlm.cursors (session_id, participant_id, last_read_seq, updated_at)
+    SELECT s.session_id, c.participant_id, c.last_read_seq, COALESCE(c.updated_at, now())
+      FROM jsonb_populate_recordset(NULL::fleetlm.cursors, session->'cursors') c;
+    RETURN n;
+END
+$$;
+
+REVOKE ALL ON FUNCTION fleetlm.export_session(text, boolean), fleetlm.import_session(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION fleetlm.export_session(text, boolean), fleetlm.import_session(jsonb)
+TO fleetlm_admin;
+
+-------------------------------------------------------------------------
+-- Appends to many sessions in one call, sharing one wait for durability
+-- (what a pipeline of appends gets on one server): each element is an
+-- append(session_ids[i], sender_ids[i], kinds[i], contents[i],
+-- metadata[i], idempotency_keys[i]), in order, returning its seq.  The
+-- appends are made with synchronous_append off, then, unless the caller
+-- had it off, the call waits once per session until the largest seq it
+-- returned is durable: the log is durable as a prefix, so that covers
+-- every record of the call.  Not atomic: after an error the earlier
+-- elements are appended and not reported; retry with idempotency keys.
+-- fleetlm_proxy's append_many splits such a call by partition.
+-------------------------------------------------------------------------
+
+CREATE FUNCTION fleetlm.append_many(
+    session_ids         text[],
+    sender_ids          text[],
+    kinds               text[],
+    contents            jsonb[],
+    metadata            jsonb[] DEFAULT NULL,
+    idempotency_keys    text[]  DEFAULT NULL)
+RETURNS SETOF bigint
+LANGUAGE plpgsql VOLATILE ROWS 100
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n       integer := cardinality(session_ids);
+    sync    boolean := current_setting('fleetlm.synchronous_append')::boolean;
+    seqs    bigint[] := '{}';
+    w       record;
+BEGIN
+    IF session_ids IS NULL OR sender_ids IS NULL OR kinds IS NULL OR contents IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL',
+                CASE WHEN session_ids IS NULL THEN 'session_ids' WHEN sender_ids IS NULL THEN 'sender_ids'
+                     WHEN kinds IS NULL THEN 'kinds' ELSE 'contents' END
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF cardinality(sender_ids) <> n OR cardinality(kinds) <> n OR cardinality(contents) <> n
+       OR cardinality(metadata) <> n OR cardinality(idempotency_keys) <> n THEN
+        RAISE EXCEPTION 'the arrays of append_many must have the same length: session_ids has %, sender_ids %, kinds %, contents %, metadata %, idempotency_keys %',
+                n, cardinality(sender_ids), cardinality(kinds), cardinality(contents),
+                COALESCE(cardinality(metadata)::text, 'NULL'),
+                COALESCE(cardinality(idempotency_keys)::text, 'NULL')
+            USING ERRCODE = 'array_subscript_error';
+    END IF;
+    PERFORM set_config('fleetlm.synchronous_append', 'off', true);
+    FOR i IN 1 .. n LOOP
+        seqs := seqs || fleetlm.append(session_ids[i], sender_ids[i], kinds[i], contents[i],
+                                       COALESCE(metadata[i], '{}'), idempotency_keys[i]);
+    END LOOP;
+    PERFORM set_config('fleetlm.synchronous_append', sync::text, true);
+    IF sync THEN
+        FOR w IN SELECT u.s, max(u.q) AS q FROM unnest(session_ids, seqs) u(s, q) GROUP BY u.s LOOP
+            PERFORM 1 FROM fleetlm.wait_for_messages(w.s, w.q - 1, '1 day', 1);
+        END LOOP;
+    END IF;
+    RETURN QUERY SELECT unnest(seqs);
+END
+$$;
+
+REVOKE ALL ON FUNCTION fleetlm.append_many(text[], text[], text[], jsonb[], jsonb[], text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION fleetlm.append_many(text[], text[], text[], jsonb[], jsonb[], text[])
+TO fleetlm_writer;
