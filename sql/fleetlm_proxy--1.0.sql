@@ -161,6 +161,48 @@ BEGIN ATOMIC
 END;
 
 -------------------------------------------------------------------------
+-- Fences (see "Moving partitions" below).  A fenced partition's sessions
+-- are unavailable on this coordinator: every call keyed by one of them
+-- fails at once with 55P03 and a message naming the partition, and the
+-- client retries.  The fence holds the partition count it was set with,
+-- so the check needs no catalog lookup; with no fence it is a scan of an
+-- empty table.
+-------------------------------------------------------------------------
+
+CREATE TABLE fleetlm.fences (
+    partition   integer     PRIMARY KEY CHECK (partition >= 0),
+    partitions  integer     NOT NULL CHECK (partitions > 0),
+    fenced_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    source      text,
+    target      text
+);
+
+-- The partition hash of a session, as partition_of, unless its partition
+-- is fenced: then the error.  Every call keyed by a session routes with it.
+CREATE FUNCTION fleetlm._route(session_id text)
+RETURNS integer
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    h       integer := fleetlm.partition_of(session_id);
+    fenced  integer;
+BEGIN
+    SELECT f.partition INTO fenced
+      FROM fleetlm.fences f
+     WHERE f.partition = h % f.partitions
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'fleetlm partition % is fenced: session "%" is being moved to another server',
+                fenced, session_id
+            USING ERRCODE = 'lock_not_available',
+                  HINT = 'Retry in a moment.';
+    END IF;
+    RETURN h;
+END
+$$;
+
+-------------------------------------------------------------------------
 -- Calls keyed by a session: run on the session's partition.  PL/Proxy
 -- generates the remote call "select <columns> from fleetlm.<name>($1, ...)"
 -- with every argument, so the defaults here must equal fleetlm's.
@@ -176,7 +218,7 @@ CREATE FUNCTION fleetlm._create_session(
 RETURNS text
 AS $$
     CLUSTER 'fleetlm_cluster';
-    RUN ON fleetlm.partition_of(session_id);
+    RUN ON fleetlm._route(session_id);
     TARGET fleetlm.create_session;
 $$ LANGUAGE plproxy;
 
@@ -200,7 +242,7 @@ CREATE FUNCTION fleetlm.append(
 RETURNS bigint
 AS $$
     CLUSTER 'fleetlm_cluster';
-    RUN ON fleetlm.partition_of(session_id);
+    RUN ON fleetlm._route(session_id);
 $$ LANGUAGE plproxy;
 
 CREATE FUNCTION fleetlm.append_batch(
@@ -210,21 +252,21 @@ CREATE FUNCTION fleetlm.append_batch(
 RETURNS SETOF bigint
 AS $$
     CLUSTER 'fleetlm_cluster';
-    RUN ON fleetlm.partition_of(session_id);
+    RUN ON fleetlm._route(session_id);
 $$ LANGUAGE plproxy ROWS 10;
 
 CREATE FUNCTION fleetlm.delete_session(session_id text)
 RETURNS boolean
 AS $$
     CLUSTER 'fleetlm_cluster';
-    RUN ON fleetlm.partition_of(session_id);
+    RUN ON fleetlm._route(session_id);
 $$ LANGUAGE plproxy;
 
 CREATE FUNCTION fleetlm.get_session(session_id text)
 RETURNS fleetlm.session_info
 AS $$
     CLUSTER 'fleetlm_cluster';
-    RUN ON fleetlm.partition_of(session_id);
+    RUN ON fleetlm._route(session_id);
 $$ LANGUAGE plproxy;
 
 CREATE FUNCTION fleetlm.mark_read(
@@ -234,7 +276,7 @@ CREATE FUNCTION fleetlm.mark_read(
 RETURNS bigint
 AS $$
     CLUSTER 'fleetlm_cluster';
-    RUN ON fleetlm.partition_of(session_id);
+    RUN ON fleetlm._route(session_id);
 $$ LANGUAGE plproxy;
 
 CREATE FUNCTION fleetlm.wait_for_messages(
@@ -245,7 +287,7 @@ CREATE FUNCTION fleetlm.wait_for_messages(
 RETURNS SETOF fleetlm.messages
 AS $$
     CLUSTER 'fleetlm_cluster';
-    RUN ON fleetlm.partition_of(session_id);
+    RUN ON fleetlm._route(session_id);
 $$ LANGUAGE plproxy ROWS 100;
 
 CREATE FUNCTION fleetlm.messages(
@@ -255,14 +297,14 @@ CREATE FUNCTION fleetlm.messages(
 RETURNS SETOF fleetlm.messages
 AS $$
     CLUSTER 'fleetlm_cluster';
-    RUN ON fleetlm.partition_of(session_id);
+    RUN ON fleetlm._route(session_id);
 $$ LANGUAGE plproxy ROWS 100;
 
 CREATE FUNCTION fleetlm.last_seq(session_id text)
 RETURNS bigint
 AS $$
     CLUSTER 'fleetlm_cluster';
-    RUN ON fleetlm.partition_of(session_id);
+    RUN ON fleetlm._route(session_id);
 $$ LANGUAGE plproxy;
 
 CREATE FUNCTION fleetlm.wait_for_stream(
@@ -273,14 +315,17 @@ CREATE FUNCTION fleetlm.wait_for_stream(
 RETURNS TABLE(turn bigint, attempt integer, chunk_no integer, chunk jsonb, done boolean)
 AS $$
     CLUSTER 'fleetlm_cluster';
-    RUN ON fleetlm.partition_of(session_id);
+    RUN ON fleetlm._route(session_id);
 $$ LANGUAGE plproxy;
 
 -------------------------------------------------------------------------
 -- Listings: every shard lists its part, the coordinator merges in the
 -- order of one server (src/api.c) and cuts at max_count.  The LIMIT is
 -- NULL (none) when max_count is out of range, so that the shards, not the
--- coordinator, reject it with fleetlm's error.
+-- coordinator, reject it with fleetlm's error.  During a move a session
+-- of the fenced partition may be on two servers, as identical copies (no
+-- call writes to it): the merge keeps one row per session.  Each shard's
+-- first max_count rows still hold every row of the merged first max_count.
 -------------------------------------------------------------------------
 
 -- list_sessions' before_id, on the anchor's own shard: the same call
@@ -293,7 +338,7 @@ CREATE FUNCTION fleetlm._list_sessions_anchor(
 RETURNS timestamptz
 AS $$
     CLUSTER 'fleetlm_cluster';
-    RUN ON fleetlm.partition_of(before_id);
+    RUN ON fleetlm._route(before_id);
     SELECT b.created_at
       FROM (SELECT count(*) AS n
               FROM fleetlm.list_sessions($1::text, $2::integer, $3::text) l) v
@@ -350,7 +395,9 @@ BEGIN
             -- leaves no row behind
             RETURN QUERY
                 SELECT l.session_id, l.user_id, l.agent_id, l.metadata, l.created_at, l.last_seq
-                  FROM fleetlm._list_sessions_page(user_id, max_count, anchor_at, before_id) l
+                  FROM (SELECT DISTINCT ON (p.session_id) p.*
+                          FROM fleetlm._list_sessions_page(user_id, max_count, anchor_at, before_id) p
+                         ORDER BY p.session_id) l
                  ORDER BY l.created_at DESC, l.session_id DESC
                  LIMIT CASE WHEN max_count > 0 THEN max_count END;
             RETURN;
@@ -407,7 +454,9 @@ LANGUAGE sql VOLATILE ROWS 100
 BEGIN ATOMIC
     SELECT i.session_id, i.agent_id, i.last_seq, i.last_message_at, i.last_sender_id,
            i.last_read_seq, i.unread_count
-      FROM fleetlm._inbox_all(user_id, max_count) i
+      FROM (SELECT DISTINCT ON (a.session_id) a.*
+              FROM fleetlm._inbox_all(user_id, max_count) a
+             ORDER BY a.session_id) i
      ORDER BY COALESCE(i.last_message_at, i.created_at) DESC NULLS LAST,
               i.session_id COLLATE "C" DESC
      LIMIT CASE WHEN max_count OPERATOR(pg_catalog.>) 0 THEN max_count END;
@@ -743,6 +792,514 @@ AS $$
 $$ LANGUAGE plproxy ROWS 1;
 
 -------------------------------------------------------------------------
+-- Appends to many sessions in one call (fleetlm's append_many): the
+-- elements are split by partition (PL/Proxy's SPLIT), each partition's
+-- share goes to its shard in one query, run in parallel, where it shares
+-- one wait for durability; the seqs come back in the order of the input.
+-- A call with NULL arrays or arrays of different lengths is sent whole to
+-- one shard, which rejects it with fleetlm's error.
+-------------------------------------------------------------------------
+
+CREATE FUNCTION fleetlm._append_many(
+    ords                integer[],
+    session_ids         text[],
+    sender_ids          text[],
+    kinds               text[],
+    contents            jsonb[],
+    metadata            jsonb[],
+    idempotency_keys    text[],
+    OUT ord integer,
+    OUT seq bigint)
+RETURNS SETOF record
+AS $$
+    CLUSTER 'fleetlm_cluster';
+    SPLIT ALL;
+    RUN ON fleetlm._route(session_ids);
+    SELECT ($1::integer[])[a.n] AS ord, a.s AS seq
+      FROM fleetlm.append_many($2::text[], $3::text[], $4::text[], $5::jsonb[],
+                               $6::jsonb[], $7::text[]) WITH ORDINALITY a(s, n);
+$$ LANGUAGE plproxy ROWS 100;
+
+CREATE FUNCTION fleetlm._append_many_any(
+    session_ids         text[],
+    sender_ids          text[],
+    kinds               text[],
+    contents            jsonb[],
+    metadata            jsonb[],
+    idempotency_keys    text[])
+RETURNS SETOF bigint
+AS $$
+    CLUSTER 'fleetlm_cluster';
+    RUN ON ANY;
+    TARGET fleetlm.append_many;
+$$ LANGUAGE plproxy;
+
+CREATE FUNCTION fleetlm.append_many(
+    session_ids         text[],
+    sender_ids          text[],
+    kinds               text[],
+    contents            jsonb[],
+    metadata            jsonb[] DEFAULT NULL,
+    idempotency_keys    text[]  DEFAULT NULL)
+RETURNS SETOF bigint
+LANGUAGE plpgsql VOLATILE ROWS 100
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n   integer := cardinality(session_ids);
+BEGIN
+    IF session_ids IS NULL OR sender_ids IS NULL OR kinds IS NULL OR contents IS NULL
+       OR cardinality(sender_ids) <> n OR cardinality(kinds) <> n OR cardinality(contents) <> n
+       OR cardinality(metadata) <> n OR cardinality(idempotency_keys) <> n THEN
+        RETURN QUERY SELECT * FROM fleetlm._append_many_any(session_ids, sender_ids, kinds,
+                                                            contents, metadata, idempotency_keys);
+        RETURN;
+    END IF;
+    IF n = 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT a.seq
+          FROM fleetlm._append_many(ARRAY(SELECT generate_series(1, n)), session_ids, sender_ids,
+                                    kinds, contents,
+                                    COALESCE(metadata, array_fill(NULL::jsonb, ARRAY[n])),
+                                    COALESCE(idempotency_keys, array_fill(NULL::text, ARRAY[n]))) a
+         ORDER BY a.ord;
+END
+$$;
+
+-------------------------------------------------------------------------
+-- Moving partitions (README.md, "Moving a partition").  A session is
+-- moved with fleetlm's export_session and import_session: the same seqs,
+-- idempotency keys, metadata, times, recipients and read cursors; a
+-- deleted session is not exported.  The steps, each a function here:
+--
+--   fence_partition     fence the partition on this coordinator (its
+--                       calls fail with 55P03) and drain: wait until no
+--                       transaction that began before the fence is left
+--   copy_partition      flush the old server, then copy each session of
+--                       the partition to the new server
+--   switch_partition    ALTER SERVER fleetlm_cluster: pN names the new one
+--   cancel_fenced_waits cancel the long-polls that began before the fence
+--                       (they wait on the old server)
+--   remove_partition_copy  delete the partition's sessions from the old
+--                       server
+--   unfence_partition   lift the fence
+--
+-- move_partition runs them all, for a cluster with one coordinator.  The
+-- old and new servers are reached through a second PL/Proxy cluster,
+-- fleetlm_move (p0: the old server, p1: the new one), made here with the
+-- user mappings of fleetlm_cluster.  Superusers only: nothing is granted.
+-------------------------------------------------------------------------
+
+-- The partition count; an error unless partition is one of the cluster's.
+CREATE FUNCTION fleetlm._check_partition(partition integer)
+RETURNS integer
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n   integer := fleetlm.partition_count();
+BEGIN
+    IF n IS NULL THEN
+        RAISE EXCEPTION 'the PL/Proxy cluster fleetlm_cluster has no partitions'
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF partition IS NULL OR partition < 0 OR partition >= n THEN
+        RAISE EXCEPTION 'partition must be between 0 and %: %', n - 1, COALESCE(partition::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN n;
+END
+$$;
+
+-- The connection string of partition (option pN or partition_N).
+CREATE FUNCTION fleetlm._partition_server(partition integer, OUT option_name text, OUT connstr text)
+LANGUAGE sql STABLE
+BEGIN ATOMIC
+    SELECT o.option_name, o.option_value
+      FROM pg_catalog.pg_foreign_server s,
+           pg_catalog.pg_options_to_table(s.srvoptions) o
+     WHERE s.srvname OPERATOR(pg_catalog.=) 'fleetlm_cluster'
+       AND o.option_name OPERATOR(pg_catalog.=) ANY (ARRAY['p' OPERATOR(pg_catalog.||) partition,
+                                                         'partition_' OPERATOR(pg_catalog.||) partition]);
+END;
+
+-- The coordinator backends that may still send a call of a fenced
+-- partition: those in a transaction that began before `since` (a
+-- REPEATABLE READ snapshot taken then does not see the fence), except
+-- long-polls, which write nothing.
+CREATE FUNCTION fleetlm._undrained(since timestamptz)
+RETURNS integer[]
+LANGUAGE sql STABLE
+BEGIN ATOMIC
+    SELECT COALESCE(pg_catalog.array_agg(a.pid ORDER BY a.pid), '{}')
+      FROM pg_catalog.pg_stat_activity a
+     WHERE a.backend_type OPERATOR(pg_catalog.=) 'client backend'
+       AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+       AND a.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+       AND a.xact_start OPERATOR(pg_catalog.<) since
+       AND NOT (a.state OPERATOR(pg_catalog.=) 'active'
+                AND a.query OPERATOR(pg_catalog.~) 'fleetlm\\.wait_for_(messages|stream)');
+END;
+
+-- Fence a partition on this coordinator, then drain: wait (at most
+-- drain_timeout) until no backend here can still send it a call.  Commits
+-- the fence first, so CALL it outside a transaction block.  On a drain
+-- timeout the fence stays and the error (55006) names the backends; CALL
+-- it again, or unfence.  Fencing a fenced partition drains again.
+CREATE PROCEDURE fleetlm.fence_partition(
+    partition       integer,
+    drain_timeout   interval DEFAULT '30s')
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n           integer := fleetlm._check_partition(partition);
+    since       timestamptz;
+    pids        integer[];
+BEGIN
+    IF drain_timeout IS NULL OR drain_timeout < '0' THEN
+        RAISE EXCEPTION 'drain_timeout must not be NULL or negative: %', COALESCE(drain_timeout::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO fleetlm.fences (partition, partitions) VALUES (partition, n)
+        ON CONFLICT DO NOTHING;
+    COMMIT;
+    -- a transaction that begins from now on sees the fence
+    since := clock_timestamp();
+    UPDATE fleetlm.fences f SET fenced_at = since WHERE f.partition = fence_partition.partition;
+    COMMIT;
+    LOOP
+        pids := fleetlm._undrained(since);
+        EXIT WHEN cardinality(pids) = 0;
+        IF clock_timestamp() >= since + drain_timeout THEN
+            RAISE EXCEPTION 'fleetlm partition % is fenced but not drained after %', partition, drain_timeout
+                USING ERRCODE = 'object_in_use',
+                      DETAIL = format('Backends %s are in transactions that began before the fence.', pids),
+                      HINT = 'End them and CALL fleetlm.fence_partition again, or lift the fence with fleetlm.unfence_partition.';
+        END IF;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+
+-- An error unless partition is fenced on this coordinator: the steps of a
+-- move that change data or routing run only under the fence.
+CREATE FUNCTION fleetlm._require_fence(partition integer)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM fleetlm.fences f WHERE f.partition = _require_fence.partition) THEN
+        RAISE EXCEPTION 'fleetlm partition % is not fenced', partition
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'CALL fleetlm.fence_partition first (on every coordinator).';
+    END IF;
+END
+$$;
+
+-- Lift the fence; false if there was none.
+CREATE FUNCTION fleetlm.unfence_partition(partition integer)
+RETURNS boolean
+LANGUAGE sql VOLATILE
+BEGIN ATOMIC
+    WITH d AS (DELETE FROM fleetlm.fences f
+                WHERE f.partition OPERATOR(pg_catalog.=) unfence_partition.partition
+               RETURNING 1)
+    SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 FROM d;
+END;
+
+-- Point fleetlm_move at the two servers of a move (p0 source, p1 target),
+-- creating it with fleetlm_cluster's user mappings the first time.
+CREATE FUNCTION fleetlm._move_servers(source text, target text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m   record;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_foreign_server WHERE srvname = 'fleetlm_move') THEN
+        EXECUTE format('ALTER SERVER fleetlm_move OPTIONS (SET p0 %L, SET p1 %L)', source, target);
+        RETURN;
+    END IF;
+    EXECUTE format('CREATE SERVER fleetlm_move FOREIGN DATA WRAPPER plproxy OPTIONS (p0 %L, p1 %L)',
+                   source, target);
+    FOR m IN SELECT CASE WHEN u.umuser = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END AS who,
+                    (SELECT string_agg(format('%I %L', split_part(o, '=', 1),
+                                              substr(o, strpos(o, '=') + 1)), ', ')
+                       FROM unnest(u.umoptions) o) AS opts
+               FROM pg_user_mapping u
+               JOIN pg_foreign_server s ON s.oid = u.umserver
+               LEFT JOIN pg_roles r ON r.oid = u.umuser
+              WHERE s.srvname = 'fleetlm_cluster' LOOP
+        EXECUTE format('CREATE USER MAPPING FOR %s SERVER fleetlm_move%s', m.who,
+                       CASE WHEN m.opts IS NULL THEN '' ELSE ' OPTIONS (' || m.opts || ')' END);
+    END LOOP;
+END
+$$;
+
+-- Calls on one server of fleetlm_move: side 0 the old server, 1 the new.
+CREATE FUNCTION fleetlm._move_sessions(side integer)
+RETURNS SETOF text
+AS $$
+    CLUSTER 'fleetlm_move';
+    RUN ON side;
+    SELECT s.session_id FROM fleetlm.sessions s;
+$$ LANGUAGE plproxy;
+
+CREATE FUNCTION fleetlm._move_flush(side integer)
+RETURNS integer
+AS $$
+    CLUSTER 'fleetlm_move';
+    RUN ON side;
+    SELECT 1 FROM fleetlm.flush();
+$$ LANGUAGE plproxy;
+
+CREATE FUNCTION fleetlm._move_export(side integer, session_id text, flush boolean)
+RETURNS jsonb
+AS $$
+    CLUSTER 'fleetlm_move';
+    RUN ON side;
+    SELECT fleetlm.export_session($2::text, $3::boolean);
+$$ LANGUAGE plproxy;
+
+CREATE FUNCTION fleetlm._move_import(side integer, session jsonb)
+RETURNS bigint
+AS $$
+    CLUSTER 'fleetlm_move';
+    RUN ON side;
+    SELECT fleetlm.import_session($2::jsonb);
+$$ LANGUAGE plproxy;
+
+CREATE FUNCTION fleetlm._move_delete(side integer, session_ids text[])
+RETURNS bigint
+AS $$
+    CLUSTER 'fleetlm_move';
+    RUN ON side;
+    SELECT pg_catalog.count(*) FILTER (WHERE d.d)
+      FROM pg_catalog.unnest($2::text[]) s(id), LATERAL fleetlm.delete_session(s.id) d(d);
+$$ LANGUAGE plproxy;
+
+-- The sessions of partition on one server of fleetlm_move.
+CREATE FUNCTION fleetlm._move_partition_sessions(side integer, partition integer, partitions integer)
+RETURNS SETOF text
+LANGUAGE sql VOLATILE
+BEGIN ATOMIC
+    SELECT s.s FROM fleetlm._move_sessions(side) s(s)
+     WHERE fleetlm.partition_of(s.s) OPERATOR(pg_catalog.%) partitions OPERATOR(pg_catalog.=) partition
+     ORDER BY 1;
+END;
+
+-- Copy every session of a fenced partition from the server it is on now
+-- to target; returns the number of sessions copied.  The old server is
+-- flushed first, so that every acknowledged message is in its tables.  A
+-- session with an agent turn pending or running is retried (flushing
+-- again) for at most turn_timeout.  A session already on target with
+-- identical contents (an earlier, interrupted copy) is skipped; with other
+-- contents it is an error (23505).
+CREATE FUNCTION fleetlm.copy_partition(
+    partition       integer,
+    target          text,
+    turn_timeout    interval DEFAULT '30s')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n           integer := fleetlm._check_partition(partition);
+    source      text := (fleetlm._partition_server(partition)).connstr;
+    deadline    timestamptz := clock_timestamp() + turn_timeout;
+    id          text;
+    doc         jsonb;
+    refresh     boolean;
+    copied      bigint := 0;
+BEGIN
+    PERFORM fleetlm._require_fence(partition);
+    IF target IS NULL OR target = source THEN
+        RAISE EXCEPTION 'target must be another server than partition %''s: %', partition, COALESCE(target, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM fleetlm._move_servers(source, target);
+    PERFORM fleetlm._move_flush(0);
+    FOR id IN SELECT s FROM fleetlm._move_partition_sessions(0, partition, n) s LOOP
+        refresh := false;
+        LOOP
+            BEGIN
+                doc := fleetlm._move_export(0, id, refresh);
+                EXIT;
+            EXCEPTION
+                WHEN object_in_use THEN
+                    IF clock_timestamp() >= deadline THEN
+                        RAISE;
+                    END IF;
+                    PERFORM pg_sleep(0.1);
+                    refresh := true;
+                WHEN no_data_found THEN
+                    doc := NULL;    -- deleted before the fence
+                    EXIT;
+            END;
+        END LOOP;
+        CONTINUE WHEN doc IS NULL;
+        BEGIN
+            PERFORM fleetlm._move_import(1, doc);
+        EXCEPTION WHEN unique_violation THEN
+            IF fleetlm._move_export(1, id, false) IS DISTINCT FROM doc THEN
+                RAISE EXCEPTION 'fleetlm session "%" is already on the target server, with other contents', id
+                    USING ERRCODE = 'unique_violation',
+                          HINT = 'Remove it there (fleetlm.remove_partition_copy) and copy again.';
+            END IF;
+        END;
+        copied := copied + 1;
+    END LOOP;
+    RETURN copied;
+END
+$$;
+
+-- Point the partition at target in fleetlm_cluster; returns the old
+-- connection string.  PL/Proxy takes the change at the next call of every
+-- backend of this coordinator.
+CREATE FUNCTION fleetlm.switch_partition(partition integer, target text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n       integer := fleetlm._check_partition(partition);
+    old     record := fleetlm._partition_server(partition);
+BEGIN
+    PERFORM fleetlm._require_fence(partition);
+    IF target IS NULL OR target = '' THEN
+        RAISE EXCEPTION 'target must not be NULL or empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    EXECUTE format('ALTER SERVER fleetlm_cluster OPTIONS (SET %I %L)', old.option_name, target);
+    RETURN old.connstr;
+END
+$$;
+
+-- Cancel this coordinator's long-polls that began before the fence of
+-- partition: they wait on the old server, where nothing will wake them.
+-- Their clients get 57014 and poll again.  Returns how many.
+CREATE FUNCTION fleetlm.cancel_fenced_waits(partition integer)
+RETURNS integer
+LANGUAGE sql VOLATILE
+BEGIN ATOMIC
+    SELECT pg_catalog.count(*) FILTER (WHERE pg_catalog.pg_cancel_backend(a.pid))::integer
+      FROM pg_catalog.pg_stat_activity a, fleetlm.fences f
+     WHERE f.partition OPERATOR(pg_catalog.=) cancel_fenced_waits.partition
+       AND a.backend_type OPERATOR(pg_catalog.=) 'client backend'
+       AND a.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+       AND a.state OPERATOR(pg_catalog.=) 'active'
+       AND a.query OPERATOR(pg_catalog.~) 'fleetlm\\.wait_for_(messages|stream)'
+       AND a.query_start OPERATOR(pg_catalog.<) f.fenced_at;
+END;
+
+-- Delete the sessions of a fenced partition from server, a server that no
+-- longer holds the partition (the old one after the switch); returns how
+-- many.  Refused for the partition's current server, and if a session to
+-- delete is not on the partition's current server (not copied).
+CREATE FUNCTION fleetlm.remove_partition_copy(partition integer, server text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n           integer := fleetlm._check_partition(partition);
+    current     text := (fleetlm._partition_server(partition)).connstr;
+    copies      text[];
+    missing     bigint;
+    example     text;
+BEGIN
+    IF server IS NULL OR server = current THEN
+        RAISE EXCEPTION 'server % holds partition %: its sessions are not a copy', COALESCE(server, 'NULL'), partition
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Name the server the partition was moved away from.';
+    END IF;
+    PERFORM fleetlm._require_fence(partition);
+    PERFORM fleetlm._move_servers(server, current);
+    copies := ARRAY(SELECT fleetlm._move_partition_sessions(0, partition, n));
+    SELECT count(*), min(c) INTO missing, example
+      FROM unnest(copies) c
+     WHERE c NOT IN (SELECT fleetlm._move_partition_sessions(1, partition, n));
+    IF missing > 0 THEN
+        RAISE EXCEPTION '% sessions of partition % on server % are not on the partition''s server, e.g. "%"',
+                missing, partition, server, example
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Partition %s is on %s.', partition, current),
+                  HINT = 'Copy the partition (fleetlm.copy_partition) before removing the old copies.';
+    END IF;
+    RETURN fleetlm._move_delete(0, copies);
+END
+$$;
+
+-- The whole move, for a cluster with one coordinator: fence and drain,
+-- copy, switch, cancel the old long-polls, remove the old copies,
+-- unfence.  Commits after each step, so CALL it outside a transaction
+-- block.  If it fails, the partition stays fenced and the error says
+-- where; CALL it again with the same arguments to go on (every step may
+-- be repeated), or see README.md to give up.
+CREATE PROCEDURE fleetlm.move_partition(
+    partition       integer,
+    target          text,
+    drain_timeout   interval DEFAULT '30s')
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    old_server  text;
+BEGIN
+    PERFORM fleetlm._check_partition(partition);
+    CALL fleetlm.fence_partition(partition, drain_timeout);
+    old_server := (fleetlm._partition_server(partition)).connstr;
+    IF old_server IS DISTINCT FROM target THEN
+        UPDATE fleetlm.fences f SET source = old_server, target = move_partition.target
+         WHERE f.partition = move_partition.partition;
+        COMMIT;
+        PERFORM fleetlm.copy_partition(partition, target);
+        PERFORM fleetlm.switch_partition(partition, target);
+        COMMIT;
+    ELSE
+        -- switched by an earlier call: the old server is in the fence
+        old_server := (SELECT f.source FROM fleetlm.fences f WHERE f.partition = move_partition.partition);
+    END IF;
+    PERFORM fleetlm.cancel_fenced_waits(partition);
+    IF old_server IS NOT NULL AND old_server IS DISTINCT FROM target THEN
+        PERFORM fleetlm.remove_partition_copy(partition, old_server);
+    END IF;
+    PERFORM fleetlm.unfence_partition(partition);
+    COMMIT;
+END
+$$;
+
+-------------------------------------------------------------------------
+-- Moving sessions by hand (fleetlm's export_session / import_session) on
+-- the session's partition.  Not fenced: an administrator may export from
+-- a fenced partition.
+-------------------------------------------------------------------------
+
+CREATE FUNCTION fleetlm.export_session(
+    session_id  text,
+    flush       boolean DEFAULT true)
+RETURNS jsonb
+AS $$
+    CLUSTER 'fleetlm_cluster';
+    RUN ON fleetlm.partition_of(session_id);
+$$ LANGUAGE plproxy;
+
+-- the partition hash of the session of an export document
+CREATE FUNCTION fleetlm._document_hash(session jsonb)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN fleetlm.partition_of(session OPERATOR(pg_catalog.->) 'session' OPERATOR(pg_catalog.->>) 'session_id');
+
+CREATE FUNCTION fleetlm.import_session(session jsonb)
+RETURNS bigint
+AS $$
+    CLUSTER 'fleetlm_cluster';
+    RUN ON fleetlm._document_hash(session);
+$$ LANGUAGE plproxy;
+
+-------------------------------------------------------------------------
 -- Privileges, as fleetlm grants them: nothing for PUBLIC; fleetlm_reader
 -- reads, fleetlm_writer (a member of fleetlm_reader) also writes,
 -- fleetlm_admin manages agents.  The internal functions (_*) that a
@@ -768,6 +1325,7 @@ $$;
 GRANT fleetlm_reader TO fleetlm_writer;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA fleetlm FROM PUBLIC;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA fleetlm FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA fleetlm FROM PUBLIC;
 GRANT USAGE ON SCHEMA fleetlm TO fleetlm_reader;
 
@@ -787,11 +1345,12 @@ GRANT EXECUTE ON FUNCTION
     fleetlm._shard_stats(integer[]),
     fleetlm._shards(),
     fleetlm.partition_of(text),
+    fleetlm._route(text),
     fleetlm.partition_count(),
     fleetlm.session_partition(text),
     fleetlm.compact_agent_reply(text, text, integer, integer)
 TO fleetlm_reader;
-GRANT SELECT ON fleetlm.stat TO fleetlm_reader;
+GRANT SELECT ON fleetlm.stat, fleetlm.fences TO fleetlm_reader;
 
 GRANT EXECUTE ON FUNCTION
     fleetlm.create_session(text, text, jsonb, text),
@@ -801,6 +1360,9 @@ GRANT EXECUTE ON FUNCTION
     fleetlm.append_batch(text, text, jsonb),
     fleetlm.delete_session(text),
     fleetlm.mark_read(text, text, bigint),
+    fleetlm.append_many(text[], text[], text[], jsonb[], jsonb[], text[]),
+    fleetlm._append_many(integer[], text[], text[], text[], jsonb[], jsonb[], text[]),
+    fleetlm._append_many_any(text[], text[], text[], jsonb[], jsonb[], text[]),
     fleetlm.flush(),
     fleetlm._flush_all()
 TO fleetlm_writer;
@@ -813,6 +1375,9 @@ GRANT EXECUTE ON FUNCTION
                                 integer, integer, integer, jsonb, jsonb, text, text),
     fleetlm.set_agent_status(text, text),
     fleetlm._set_agent_status_all(text, text),
-    fleetlm.agent_turns()
+    fleetlm.agent_turns(),
+    fleetlm.export_session(text, boolean),
+    fleetlm.import_session(jsonb),
+    fleetlm._document_hash(jsonb)
 TO fleetlm_admin;
 GRANT SELECT ON fleetlm.agent_turns TO fleetlm_admin;

@@ -97,7 +97,9 @@ sub where_is
 	  or diag("missing or different:\n" . join("\n", @missing));
 	my %rnames = map { /^(\w+)\(/; $1 => 1 } @rf;
 	my @extra = sort grep { !$rnames{$_} && !/^_/ } map { /^(\w+)\(/; $1 } keys %cf;
-	is("@extra", 'new_session_id partition_count partition_of session_partition shard_stats',
+	is("@extra", 'cancel_fenced_waits copy_partition fence_partition move_partition new_session_id'
+		  . ' partition_count partition_of remove_partition_copy session_partition shard_stats switch_partition'
+		  . ' unfence_partition',
 		'the coordinator adds only the routing functions and shard_stats (and internal _ ones)');
 
 	my $cols = "SELECT c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)"
