@@ -19,6 +19,7 @@ OBJS = \
 	src/applier.o \
 	src/pending.o \
 	src/recovery.o \
+	src/replica.o \
 	src/args.o \
 	src/ulid.o \
 	src/idempotency.o \

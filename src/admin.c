@@ -20,6 +20,7 @@
 #include "applywait.h"
 #include "dispatch.h"
 #include "fleetlm.h"
+#include "replica.h"
 #include "session.h"
 #include "shmem.h"
 #include "walwriter.h"
@@ -40,6 +41,7 @@ fleetlm_flush(PG_FUNCTION_ARGS)
 {
 	uint64		target;
 
+	fleetlm_require_primary("flush");
 	fleetlm_wait_ready();
 	target = fleet_read_pos(&fleet_shared->inserted);
 	applywait_applied(target, "fleetlm.flush()");

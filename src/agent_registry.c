@@ -39,6 +39,7 @@
 #include "args.h"
 #include "dispatch.h"
 #include "fleetlm.h"
+#include "replica.h"
 #include "shmem.h"
 #include "spi_util.h"
 
@@ -385,6 +386,7 @@ fleetlm_register_agent(PG_FUNCTION_ARGS)
 	FleetSpiContext spi;
 	int			ret;
 
+	fleetlm_require_primary("register_agent");
 	fleetlm_require_shmem();
 	fleetlm_require_database();
 
@@ -501,6 +503,7 @@ fleetlm_set_agent_status(PG_FUNCTION_ARGS)
 	FleetSpiContext spi;
 	int			ret;
 
+	fleetlm_require_primary("set_agent_status");
 	fleetlm_require_shmem();
 	fleetlm_require_database();
 	args_check_id(agent_id, "agent_id");

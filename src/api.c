@@ -48,6 +48,7 @@
 #include "fleetlm.h"
 #include "longpoll.h"
 #include "read.h"
+#include "replica.h"
 #include "session.h"
 #include "shmem.h"
 #include "spi_util.h"
@@ -343,6 +344,7 @@ fleetlm_create_session(PG_FUNCTION_ARGS)
 	FleetSpiContext spi;
 	int			ret;
 
+	fleetlm_require_primary("create_session");
 	fleetlm_require_shmem();
 	fleetlm_require_database();
 	args_check_id(user_id, "user_id");
@@ -574,6 +576,7 @@ fleetlm_mark_read(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("last_seq must not be negative: " INT64_FORMAT, seq)));
 
+	fleetlm_require_primary("mark_read");
 	fleetlm_wait_ready();
 	append_read_own_writes();
 	last = read_last_seq(session_id);

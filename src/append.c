@@ -52,6 +52,7 @@
 #include "longpoll.h"
 #include "pipeline.h"
 #include "record.h"
+#include "replica.h"
 #include "ring.h"
 #include "session.h"
 #include "shmem.h"
@@ -393,6 +394,7 @@ fleetlm_append(PG_FUNCTION_ARGS)
 	if (key != NULL)
 		idempotency_check_key(key);
 
+	fleetlm_require_primary("append");
 	fleetlm_wait_ready();
 	append_check_writer();
 
@@ -443,7 +445,8 @@ fleetlm_append_batch(PG_FUNCTION_ARGS)
 		args_check_id(sender_id, "sender_id");
 		n = batch_parse(batch, &inputs);
 
-		fleetlm_wait_ready();
+		fleetlm_require_primary("append_batch");
+	fleetlm_wait_ready();
 		append_check_writer();
 
 		now = GetCurrentTimestamp();
@@ -498,6 +501,7 @@ fleetlm_delete_session(PG_FUNCTION_ARGS)
 	AppendWrite w;
 
 	args_check_id(session_id, "session_id");
+	fleetlm_require_primary("delete_session");
 	fleetlm_wait_ready();
 	append_check_writer();
 

@@ -45,6 +45,7 @@
 #include "utils/timestamp.h"
 
 #include "applier.h"
+#include "replica.h"
 #include "fleetlm.h"
 #include "pending.h"
 #include "record.h"
@@ -416,6 +417,7 @@ applier_apply_batch(uint64 from, uint64 target, uint64 *nrows)
 static void
 applier_publish(uint64 applied)
 {
+	replica_log_applied(applied);
 	LWLockAcquire(fleet_shared->reclaim_lock, LW_EXCLUSIVE);
 	fleet_write_pos(&fleet_shared->applied, applied);
 	LWLockRelease(fleet_shared->reclaim_lock);

@@ -25,6 +25,7 @@
 #include "applier.h"
 #include "dispatch.h"
 #include "fleetlm.h"
+#include "replica.h"
 #include "shmem.h"
 #include "walwriter.h"
 
@@ -247,6 +248,15 @@ fleetlm_define_gucs(bool preloading)
 							   0,
 							   NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("fleetlm.replication",
+							 "Whether fleetlm's records also go into PostgreSQL's WAL, for standbys, backups and PITR.",
+							 "On: streaming standbys, base backups and point-in-time recovery hold the fleetlm log, and appends wait for synchronous standbys as commits do.",
+							 &fleetlm_replication,
+							 false,
+							 PGC_POSTMASTER,
+							 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomBoolVariable("fleetlm.allow_wal_symlink",
 							 "Whether fleetlm.wal_directory may be a symbolic link.",
 							 "Off refuses a WAL directory that is a symbolic link, so that it cannot be redirected unnoticed.",
@@ -323,6 +333,7 @@ _PG_init(void)
 						fleetlm_max_message_size_kb, fleetlm_wal_buffers_kb)));
 
 	shmem_install_hooks();
+	replica_register();
 	walwriter_register();
 	applier_register();
 	dispatch_register();

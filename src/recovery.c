@@ -65,6 +65,7 @@
 #include "fleetlm.h"
 #include "record.h"
 #include "recovery.h"
+#include "replica.h"
 #include "ring.h"
 #include "segment.h"
 #include "shmem.h"
@@ -487,6 +488,7 @@ recovery_run(void)
 
 	INSTR_TIME_SET_CURRENT(t0);
 	applier_set_state(FLEET_STATE_RECOVERING);
+	replica_promoted();
 
 	wal_id = segment_init_directory(have_id, wal_id, &fresh);
 	if (fresh)

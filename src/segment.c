@@ -60,6 +60,8 @@ static bool segment_read_control(FleetWalControl *ctl);
 static int	segment_cmp(const void *a, const void *b);
 static void segment_remove_all(void);
 static bool segment_exists(uint64 seg_start);
+static bool segment_check_directory(bool may_create);
+static void segment_check_control_size(const FleetWalControl *ctl);
 static bool segment_zero_fill(int fd, off_t from, off_t to, int *err);
 static void segment_fsync_dir(void);
 
@@ -323,14 +325,16 @@ segment_remove_all(void)
  * (first start, or the extension was created anew).  Called by recovery,
  * before anything reads or writes segments.
  */
-uint64
-segment_init_directory(bool have_id, uint64 expected_id, bool *fresh)
+/*
+ * Check that the WAL directory is usable: not a symbolic link (unless
+ * allowed), a directory, ours, private, accessible.  A missing directory
+ * is created when may_create, else false is returned.
+ */
+static bool
+segment_check_directory(bool may_create)
 {
 	struct stat st;
-	FleetWalControl ctl;
-	uint64		wal_id;
 
-	*fresh = false;
 	if (lstat(fleetlm_wal_directory, &st) == 0 && S_ISLNK(st.st_mode) &&
 		!fleetlm_allow_wal_symlink)
 		ereport(ERROR,
@@ -345,14 +349,8 @@ segment_init_directory(bool have_id, uint64 expected_id, bool *fresh)
 					(errcode_for_file_access(),
 					 errmsg("could not access fleetlm WAL directory \"%s\": %m",
 							fleetlm_wal_directory)));
-		if (have_id)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_FILE),
-					 errmsg("fleetlm WAL directory \"%s\" does not exist",
-							fleetlm_wal_directory),
-					 errdetail("fleetlm.wal_state records WAL %016llX; its unapplied messages are in that directory.",
-							   (unsigned long long) expected_id),
-					 errhint("Restore the directory or fix fleetlm.wal_directory. To start over and lose unapplied messages, create an empty directory and set fleetlm.wal_state.wal_id to NULL.")));
+		if (!may_create)
+			return false;
 		if (mkdir(fleetlm_wal_directory, S_IRWXU) != 0)
 			ereport(ERROR,
 					(errcode_for_file_access(),
@@ -383,28 +381,72 @@ segment_init_directory(bool have_id, uint64 expected_id, bool *fresh)
 				 errmsg("fleetlm WAL directory \"%s\" is not owned by the server user",
 						fleetlm_wal_directory)));
 	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("fleetlm WAL directory \"%s\" has group or world access",
-						fleetlm_wal_directory),
-				 errhint("Permissions should be u=rwx (0700).")));
+	{
+		/*
+		 * Ours, but open to others: a restored backup or a copy made by a
+		 * tool that did not keep the mode.  Close it rather than refuse.
+		 */
+		if (chmod(fleetlm_wal_directory, S_IRWXU) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("fleetlm WAL directory \"%s\" has group or world access, and it could not be changed: %m",
+							fleetlm_wal_directory),
+					 errhint("Permissions should be u=rwx (0700).")));
+		ereport(LOG,
+				(errmsg("fleetlm: removed group and world access from WAL directory \"%s\"",
+						fleetlm_wal_directory)));
+	}
 	if (access(fleetlm_wal_directory, R_OK | W_OK | X_OK) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("fleetlm WAL directory \"%s\" is not usable: %m",
 						fleetlm_wal_directory)));
+	return true;
+}
+
+/*
+ * A control file's segment size must be ours.
+ */
+static void
+segment_check_control_size(const FleetWalControl *ctl)
+{
+	if (ctl->segment_size != fleet_shared->segment_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("fleetlm WAL directory \"%s\" was created with fleetlm.wal_segment_size = %lluMB, but it is now %lluMB",
+						fleetlm_wal_directory,
+						(unsigned long long) (ctl->segment_size / (1024 * 1024)),
+						(unsigned long long) (fleet_shared->segment_size / (1024 * 1024))),
+				 errhint("Set fleetlm.wal_segment_size back to %lluMB and restart.",
+						 (unsigned long long) (ctl->segment_size / (1024 * 1024)))));
+}
+
+/*
+ * Make sure the WAL directory exists, belongs to us and matches the
+ * configured segment size and the WAL identity stored in the database.
+ * Returns the identity in use; *fresh is set when a new one was created
+ * (first start, or the extension was created anew).  Called by recovery,
+ * before anything reads or writes segments.
+ */
+uint64
+segment_init_directory(bool have_id, uint64 expected_id, bool *fresh)
+{
+	FleetWalControl ctl;
+	uint64		wal_id;
+
+	*fresh = false;
+	if (!segment_check_directory(!have_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("fleetlm WAL directory \"%s\" does not exist",
+						fleetlm_wal_directory),
+				 errdetail("fleetlm.wal_state records WAL %016llX; its unapplied messages are in that directory.",
+						   (unsigned long long) expected_id),
+				 errhint("Restore the directory or fix fleetlm.wal_directory. To start over and lose unapplied messages, create an empty directory and set fleetlm.wal_state.wal_id to NULL.")));
 
 	if (segment_read_control(&ctl))
 	{
-		if (ctl.segment_size != fleet_shared->segment_size)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("fleetlm WAL directory \"%s\" was created with fleetlm.wal_segment_size = %lluMB, but it is now %lluMB",
-							fleetlm_wal_directory,
-							(unsigned long long) (ctl.segment_size / (1024 * 1024)),
-							(unsigned long long) (fleet_shared->segment_size / (1024 * 1024))),
-					 errhint("Set fleetlm.wal_segment_size back to %lluMB and restart.",
-							 (unsigned long long) (ctl.segment_size / (1024 * 1024)))));
+		segment_check_control_size(&ctl);
 		if (have_id && ctl.wal_id == expected_id)
 			return ctl.wal_id;
 		if (have_id)
@@ -439,6 +481,33 @@ segment_init_directory(bool have_id, uint64 expected_id, bool *fresh)
 	segment_write_control(wal_id);
 	*fresh = true;
 	return wal_id;
+}
+
+/*
+ * For the redo of replicated records: make the WAL directory hold the
+ * primary's WAL `wal_id`, creating the directory if needed.  Returns true
+ * if it held another identity (or none), whose segments are then removed:
+ * the primary's extension was created anew, and positions start over.
+ */
+bool
+segment_adopt_identity(uint64 wal_id)
+{
+	FleetWalControl ctl;
+
+	(void) segment_check_directory(true);
+	if (segment_read_control(&ctl))
+	{
+		segment_check_control_size(&ctl);
+		if (ctl.wal_id == wal_id)
+			return false;
+		ereport(LOG,
+				(errmsg("fleetlm: replacing WAL %016llX with the primary's WAL %016llX",
+						(unsigned long long) ctl.wal_id,
+						(unsigned long long) wal_id)));
+	}
+	segment_remove_all();
+	segment_write_control(wal_id);
+	return true;
 }
 
 /*

@@ -44,6 +44,7 @@ extern uint64 segment_start(uint64 lsn);
 extern void segment_path(uint64 seg_start, char *path, Size size);
 extern uint64 segment_init_directory(bool have_id, uint64 expected_id,
 									 bool *fresh);
+extern bool segment_adopt_identity(uint64 wal_id);
 extern int	segment_list(uint64 **starts);
 extern bool segment_file_size(uint64 seg_start, off_t *size);
 extern void segment_remove_temp_files(void);

@@ -25,6 +25,7 @@
 
 #include "fleetlm.h"
 #include "record.h"
+#include "replica.h"
 #include "ring.h"
 #include "session.h"
 #include "shmem.h"
@@ -113,8 +114,13 @@ session_deletion_applied(FleetSession *entry)
 FleetSession *
 session_find_live(const char *id, uint32 hashcode)
 {
-	FleetSession *entry = session_find(id, hashcode);
+	FleetSession *entry;
 
+	/* a standby whose ring lacks records below the table: tables alone */
+	if (unlikely(pg_atomic_read_u32(&fleet_shared->replica_state) ==
+				 FLEET_REPLICA_UNSYNCED))
+		return NULL;
+	entry = session_find(id, hashcode);
 	if (entry != NULL && session_deletion_applied(entry))
 		return NULL;
 	return entry;
@@ -400,6 +406,71 @@ session_durable_last_seq(FleetSession *entry, uint64 durable, uint64 applied)
 	}
 	ring_chain_end(&chain);
 	return seq;
+}
+
+/*
+ * The redo of a replicated record of session `id` (at `lsn`, with `seq`),
+ * on a standby: make the session's entry point at it, as an append would
+ * have.  The parties are not known (no query runs in the startup process)
+ * and not needed: a standby does not append, and promotion empties the
+ * table.  Returns false if the table is full even after evicting every
+ * entry whose records are applied.
+ */
+bool
+session_replay(const char *id, uint64 lsn, int64 seq, bool deleted)
+{
+	uint32		hashcode = session_hash_code(id);
+	LWLock	   *lock = session_partition_lock(hashcode);
+
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		FleetSession *entry;
+		bool		found;
+
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		entry = (FleetSession *) hash_search_with_hash_value(session_htab, id,
+															 hashcode,
+															 HASH_ENTER_NULL,
+															 &found);
+		if (entry != NULL)
+		{
+			if (!found)
+			{
+				entry->user_id[0] = '\0';
+				entry->agent_id[0] = '\0';
+			}
+			entry->deleted = deleted;
+			entry->last_seq = seq;
+			entry->last_lsn = lsn;
+			entry->last_used = GetCurrentTimestamp();
+			LWLockRelease(lock);
+			return true;
+		}
+		LWLockRelease(lock);
+		(void) session_evict(fleet_read_pos(&fleet_shared->applied), true);
+	}
+	return false;
+}
+
+/*
+ * Remove every entry (a standby's, at promotion or when its view of the
+ * log starts over).  Counts as an eviction.
+ */
+void
+session_clear(void)
+{
+	HASH_SEQ_STATUS status;
+	FleetSession *entry;
+	int			i;
+
+	for (i = 0; i < FLEET_SESSION_PARTITIONS; i++)
+		LWLockAcquire(fleet_shared->partition_locks[i], LW_EXCLUSIVE);
+	hash_seq_init(&status, session_htab);
+	while ((entry = (FleetSession *) hash_seq_search(&status)) != NULL)
+		hash_search(session_htab, entry->id, HASH_REMOVE, NULL);
+	pg_atomic_fetch_add_u64(&fleet_shared->eviction_count, 1);
+	for (i = FLEET_SESSION_PARTITIONS - 1; i >= 0; i--)
+		LWLockRelease(fleet_shared->partition_locks[i]);
 }
 
 /*

@@ -66,6 +66,8 @@ extern void session_error_missing(const char *id, bool deleted) pg_attribute_nor
 extern int64 session_durable_last_seq(FleetSession *entry, uint64 durable,
 									  uint64 applied);
 extern uint64 session_evict(uint64 applied, bool aggressive);
+extern bool session_replay(const char *id, uint64 lsn, int64 seq, bool deleted);
+extern void session_clear(void);
 extern long session_count(void);
 extern void session_remove(FleetSession *entry);
 extern uint64 session_eviction_mark(void);

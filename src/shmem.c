@@ -12,6 +12,7 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -126,6 +127,9 @@ shmem_startup(void)
 		pg_atomic_init_u64(&fleet_shared->durable, FLEET_FIRST_LSN);
 		pg_atomic_init_u64(&fleet_shared->applied, FLEET_FIRST_LSN);
 		pg_atomic_init_u64(&fleet_shared->eviction_count, 0);
+		pg_atomic_init_u64(&fleet_shared->durable_xlog, 0);
+		pg_atomic_init_u32(&fleet_shared->replica_state, 0);
+		pg_atomic_init_u32(&fleet_shared->replica_seen, 0);
 		fleet_shared->insert_lock = &locks[0].lock;
 		fleet_shared->reclaim_lock = &locks[1].lock;
 		fleet_shared->segment_lock = &locks[2].lock;
@@ -267,6 +271,9 @@ fleetlm_wait_ready(void)
 				 errdetail("The running WAL belongs to the dropped installation."),
 				 errhint("Restart the server to start the new installation's WAL.")));
 	if (likely(pg_atomic_read_u32(&fleet_shared->state) == FLEET_STATE_READY))
+		return;
+	/* a hot standby reads the tables and the replicated log at once */
+	if (RecoveryInProgress())
 		return;
 
 	start = GetCurrentTimestamp();

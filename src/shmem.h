@@ -77,6 +77,17 @@ typedef struct FleetShared
 	/* bumped whenever the applier evicts session entries */
 	pg_atomic_uint64 eviction_count;
 
+	/*
+	 * fleetlm.replication (replica.c): the end, in PostgreSQL's WAL, of the
+	 * record that carried the bytes up to `durable`; written before
+	 * `durable` by the holder of write_lock.  0: none.
+	 */
+	pg_atomic_uint64 durable_xlog;
+	/* FLEET_REPLICA_* (replica.h); written by the startup process's redo */
+	pg_atomic_uint32 replica_state;
+	/* this server ran archive recovery (a standby, a restored backup) */
+	pg_atomic_uint32 replica_seen;
+
 	LWLock	   *insert_lock;
 	LWLock	   *reclaim_lock;
 	LWLock	   *segment_lock;

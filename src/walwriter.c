@@ -62,8 +62,9 @@
 #include "dispatch.h"
 #include "fleetlm.h"
 #include "longpoll.h"
-#include "segment.h"
+#include "replica.h"
 #include "ring.h"
+#include "segment.h"
 #include "shmem.h"
 #include "walwriter.h"
 
@@ -317,6 +318,8 @@ walwriter_round(void)
 	INSTR_TIME_SET_CURRENT(start);
 	if (!walwriter_write(written, target))
 		return false;
+	if (fleetlm_replication)
+		replica_log_chunk(written, target);
 	INSTR_TIME_SET_CURRENT(elapsed);
 	INSTR_TIME_SUBTRACT(elapsed, start);
 
@@ -448,7 +451,8 @@ walwriter_xact_callback(XactEvent event, void *arg)
 bool
 walwriter_flush_for(uint64 end, bool nothrow)
 {
-	return walwriter_flush_until(end, nothrow, 0);
+	return walwriter_flush_until(end, nothrow, 0) &&
+		replica_wait_standby(nothrow);
 }
 
 /*
