@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xlog.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -78,7 +79,8 @@ fleetlm_stats(PG_FUNCTION_ARGS)
 	inserted = pg_atomic_read_u64(&s->inserted);
 	applied = pg_atomic_read_u64(&s->applied);
 
-	values[i++] = CStringGetTextDatum(fleetlm_state_name(pg_atomic_read_u32(&s->state)));
+	values[i++] = CStringGetTextDatum(RecoveryInProgress() ? "standby" :
+									  fleetlm_state_name(pg_atomic_read_u32(&s->state)));
 	values[i++] = Int64GetDatum((int64) inserted);
 	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->written));
 	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->durable));

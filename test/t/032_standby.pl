@@ -104,8 +104,8 @@ is(fleet_query($standby, "SELECT string_agg(session_id, ',' ORDER BY session_id)
 	'sb-1,sb-2', 'standby: list_sessions');
 is(fleet_query($standby, "SELECT last_seq FROM fleetlm.inbox('u-1') WHERE session_id = 'sb-1'"),
 	6, 'standby: inbox sees the replicated messages');
-is(fleet_query($standby, "SELECT state FROM fleetlm.stat"), 'starting',
-	'standby: stats() works (the log is not open for appends)');
+is(fleet_query($standby, "SELECT state FROM fleetlm.stat"), 'standby',
+	'standby: stats() works and says standby');
 
 # a long-poll on the standby is woken by an append on the primary
 my ($pout, $perr) = ('', '');
