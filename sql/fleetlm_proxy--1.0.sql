@@ -940,7 +940,7 @@ BEGIN ATOMIC
        AND a.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
        AND a.xact_start OPERATOR(pg_catalog.<) since
        AND NOT (a.state OPERATOR(pg_catalog.=) 'active'
-                AND a.query OPERATOR(pg_catalog.~) 'fleetlm\\.wait_for_(messages|stream)');
+                AND a.query OPERATOR(pg_catalog.~) 'fleetlm\.wait_for_(messages|stream)');
 END;
 
 -- Fence a partition on this coordinator, then drain: wait (at most
@@ -970,6 +970,7 @@ BEGIN
     UPDATE fleetlm.fences f SET fenced_at = since WHERE f.partition = fence_partition.partition;
     COMMIT;
     LOOP
+        PERFORM pg_stat_clear_snapshot();   -- pg_stat_activity anew
         pids := fleetlm._undrained(since);
         EXIT WHEN cardinality(pids) = 0;
         IF clock_timestamp() >= since + drain_timeout THEN
@@ -1191,7 +1192,7 @@ BEGIN ATOMIC
        AND a.backend_type OPERATOR(pg_catalog.=) 'client backend'
        AND a.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
        AND a.state OPERATOR(pg_catalog.=) 'active'
-       AND a.query OPERATOR(pg_catalog.~) 'fleetlm\\.wait_for_(messages|stream)'
+       AND a.query OPERATOR(pg_catalog.~) 'fleetlm\.wait_for_(messages|stream)'
        AND a.query_start OPERATOR(pg_catalog.<) f.fenced_at;
 END;
 

@@ -16,47 +16,15 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 use Digest::SHA qw(sha256);
 use FleetlmTest;
+use FleetlmProxy;
 
 my $mock = start_mock_agent();
 my @shard = (agent_node('shard0', $mock), agent_node('shard1', $mock));
 my $ref = agent_node('ref', $mock);
-my $coord = PostgreSQL::Test::Cluster->new('coord');
-$coord->init(extra => [ '--encoding=UTF8', '--locale=C' ]);
-$coord->append_conf('postgresql.conf', "max_connections = 60\n");
-$coord->start;
-
 my $nparts = 8;    # partition p lives on shard p % 2
-my $superuser = $coord->safe_psql('postgres', 'SELECT current_user');
-my @connstr = map { 'host=' . $_->host . ' port=' . $_->port . ' dbname=postgres' } @shard;
-my $options = join(', ', map { "p$_ '" . $connstr[ $_ % 2 ] . "'" } 0 .. $nparts - 1);
-$coord->safe_psql('postgres', qq{
-	CREATE EXTENSION plproxy;
-	CREATE EXTENSION fleetlm_proxy;
-	CREATE SERVER fleetlm_cluster FOREIGN DATA WRAPPER plproxy OPTIONS ($options);
-	CREATE USER MAPPING FOR PUBLIC SERVER fleetlm_cluster OPTIONS (user '$superuser');
-	GRANT USAGE ON FOREIGN SERVER fleetlm_cluster TO fleetlm_reader, fleetlm_admin;
-});
+my $coord = proxy_node('coord', [ map { $shard[ $_ % 2 ] } 0 .. $nparts - 1 ]);
 
 sub sql { my ($node, $q) = @_; return $node->safe_psql('postgres', $q); }
-
-# The output of $q on $node, or "ERROR <SQLSTATE>: <message>" for its
-# first error, without PL/Proxy's prefix "<function>(<n>): [<db>] REMOTE
-# ERROR: " (%o: role => run as that role).
-sub result
-{
-	my ($node, $q, %o) = @_;
-	my $pre = "\\set VERBOSITY verbose\n";
-	$pre .= "SET ROLE $o{role};\n" if $o{role};
-	my ($rc, $out, $err) = $node->psql('postgres', $pre . $q);
-	if ($err =~ /ERROR:  ([0-9A-Z]{5}): (.*)$/m)
-	{
-		my ($code, $msg) = ($1, $2);
-		$msg =~ s/^\S+\(\d+\): \[[^\]]*\] REMOTE ERROR: //;
-		return "ERROR $code: $msg";
-	}
-	die "psql failed without an ERROR: $err" if $rc != 0;
-	return $out;
-}
 
 # the same statement on the coordinator and on one server
 sub same
@@ -86,7 +54,7 @@ sub where_is
 # --- 1. the API: the same functions, types, views and privileges ------------
 {
 	my $funcs = "SELECT p.proname || '(' || pg_get_function_arguments(p.oid) || ') -> '"
-	  . " || pg_get_function_result(p.oid) || ' ' || coalesce(p.proacl::text, 'NULL')"
+	  . " || coalesce(pg_get_function_result(p.oid), 'procedure') || ' ' || coalesce(p.proacl::text, 'NULL')"
 	  . " FROM pg_proc p WHERE p.pronamespace = 'fleetlm'::regnamespace";
 	my %cf = map { $_ => 1 } split /\n/, sql($coord, $funcs);
 	my @rf = grep { !/^_created\(/ } split /\n/, sql($ref, $funcs);
@@ -180,6 +148,24 @@ my @calls = (
 	"SELECT * FROM fleetlm.append_batch('c-2', 'alice', '{}')",
 	"SELECT * FROM fleetlm.append_batch('c-2', 'alice', '[{\"content\": {}}]')",
 	"SELECT * FROM fleetlm.append_batch('nope', 'alice', '[{\"kind\": \"text\", \"content\": {}}]')",
+	# append_many: split by partition on the coordinator, seqs in input order
+	"SELECT * FROM fleetlm.append_many(ARRAY['c-3', 'c-4', 'c-3', 'c-5', 'c-6'], ARRAY['alice', 'alice', 'bot', 'alice', 'x'],"
+	  . " ARRAY['text', 'text', 'text', 'text', 'tool'], ARRAY['{\"n\": 1}', '{\"n\": 2}', '{\"n\": 3}', '{\"n\": 4}', '5']::jsonb[],"
+	  . " ARRAY['{\"a\": 1}', NULL, NULL, NULL, NULL]::jsonb[], ARRAY['am-1', NULL, NULL, 'am-4', NULL])",
+	"SELECT * FROM fleetlm.append_many(ARRAY['c-5', 'c-3'], ARRAY['alice', 'alice'], ARRAY['text', 'text'],"
+	  . " ARRAY['{}', '{}']::jsonb[], NULL, ARRAY['am-4', 'am-1'])",
+	"SELECT count(*) FROM fleetlm.append_many('{}', '{}', '{}', '{}')",
+	"SELECT * FROM fleetlm.append_many(NULL, '{}', '{}', '{}')",
+	"SELECT * FROM fleetlm.append_many('{c-3,c-4}', '{alice}', '{text}', '{\"{}\"}')",
+	"SELECT * FROM fleetlm.append_many('{c-3}', '{alice}', '{text}', '{\"{}\"}', NULL, '{a,b}')",
+	"SELECT * FROM fleetlm.append_many('{nope}', '{alice}', '{text}', '{\"{}\"}')",
+	# export_session / import_session, routed like the session
+	"SELECT (d->'session') - 'created_at', jsonb_array_length(d->'messages'), d->'cursors'"
+	  . " FROM fleetlm.export_session('c-3') d",
+	"SELECT fleetlm.export_session('nope')",
+	"SELECT fleetlm.export_session(NULL)",
+	"SELECT fleetlm.import_session('{}')",
+	"SELECT fleetlm.import_session(fleetlm.export_session('c-3'))",
 	# reads
 	"SELECT seq, sender_id, recipient_id, kind, content, metadata, idempotency_key FROM fleetlm.messages('c-1')",
 	"SELECT seq, content FROM fleetlm.messages('c-1', 2)",

@@ -1,0 +1,68 @@
+# test/FleetlmProxy.pm
+#
+# Helpers of the TAP tests of fleetlm_proxy (030, 031): a coordinator
+# whose PL/Proxy cluster fleetlm_cluster names fleetlm nodes (the shards),
+# the connection string of a node, and a statement's output or its first
+# error with the SQLSTATE and without PL/Proxy's prefix.
+package FleetlmProxy;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+
+our @EXPORT = qw(proxy_node node_connstr result);
+
+# The connection string of $node's database postgres, as a partition
+# option names it.
+sub node_connstr
+{
+	my ($node) = @_;
+	return 'host=' . $node->host . ' port=' . $node->port . ' dbname=postgres';
+}
+
+# A started coordinator $name with plproxy and fleetlm_proxy, and the
+# cluster fleetlm_cluster whose partition p is on the node $shards->[p]
+# (a power of two of them); user mapping for PUBLIC as the superuser,
+# USAGE on the server for fleetlm_reader and fleetlm_admin.
+sub proxy_node
+{
+	my ($name, $shards) = @_;
+	my $coord = PostgreSQL::Test::Cluster->new($name);
+	$coord->init(extra => [ '--encoding=UTF8', '--locale=C' ]);
+	$coord->append_conf('postgresql.conf', "max_connections = 60\n");
+	$coord->start;
+	my $superuser = $coord->safe_psql('postgres', 'SELECT current_user');
+	my $options = join(', ', map { "p$_ '" . node_connstr($shards->[$_]) . "'" } 0 .. $#$shards);
+	$coord->safe_psql('postgres', qq{
+		CREATE EXTENSION plproxy;
+		CREATE EXTENSION fleetlm_proxy;
+		CREATE SERVER fleetlm_cluster FOREIGN DATA WRAPPER plproxy OPTIONS ($options);
+		CREATE USER MAPPING FOR PUBLIC SERVER fleetlm_cluster OPTIONS (user '$superuser');
+		GRANT USAGE ON FOREIGN SERVER fleetlm_cluster TO fleetlm_reader, fleetlm_admin;
+	});
+	return $coord;
+}
+
+# The output of $q on $node, or "ERROR <SQLSTATE>: <message>" for its
+# first error, without PL/Proxy's prefix "<function>(<n>): [<db>] REMOTE
+# ERROR: " (%o: role => run as that role).
+sub result
+{
+	my ($node, $q, %o) = @_;
+	my $pre = "\\set VERBOSITY verbose\n";
+	$pre .= "SET ROLE $o{role};\n" if $o{role};
+	my ($rc, $out, $err) = $node->psql('postgres', $pre . $q);
+	if ($err =~ /ERROR:  ([0-9A-Z]{5}): (.*)$/m)
+	{
+		my ($code, $msg) = ($1, $2);
+		$msg =~ s/^\S+\(\d+\): \[[^\]]*\] REMOTE ERROR: //;
+		return "ERROR $code: $msg";
+	}
+	die "psql failed without an ERROR: $err" if $rc != 0;
+	return $out;
+}
+
+1;
