@@ -8,13 +8,24 @@
  * most drivers' batch APIs) sends several appends before it reads any
  * result.  The backend runs them one after the other, so waiting for the
  * fsync inside every append would give the pipeline one fsync round per
- * message.  Instead, when an append finds the client's next protocol
- * message already received and it continues the pipeline (Parse, Bind,
- * Describe, Execute, Close), the append does not wait: it *owes* the wait
- * (pipeline_defer), and the first point where its seq could outlive a
- * crash settles it.  The last append of a pipeline, followed by Sync,
- * waits as usual, which makes all the deferred ones durable too
- * (durability is a prefix of the log).
+ * message.  Instead, an append that may leave its wait to later does not
+ * wait: it *owes* the wait (pipeline_defer), the WAL writer starts on the
+ * record, and the first point where its seq could outlive a crash settles
+ * the wait.  An append may defer (pipeline_can_defer) when
+ *	- the client's next protocol message is already received and continues
+ *	  the pipeline (Parse, Bind, Describe, Execute, Close); or
+ *	- nothing is received yet, and the append runs in an Execute message of
+ *	  the extended protocol.  There the client cannot be waiting for a
+ *	  result it has not asked for with Sync or Flush, so the backend goes on
+ *	  to read the next message while the writer flushes: a driver that
+ *	  produces queries more slowly than the server runs them (an
+ *	  application-level pipeline) pays one wait per Sync, not one per
+ *	  append.
+ * It waits when output must go out: at Sync (the implicit transaction's
+ * commit settles it, interruptibly, before ReadyForQuery), Flush, a full
+ * send buffer, an error, and in the simple-query protocol, whose output is
+ * flushed at the end of every Query.  Durability is a prefix of the log,
+ * so one wait makes all the deferred appends before it durable.
  *
  * Contract: a seq that is not durable reaches nothing that outlives a
  * crash.  Two ways out exist, and both are closed:
@@ -61,7 +72,9 @@
 #include "libpq/libpq.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "tcop/pquery.h"
 #include "tcop/tcopprot.h"
+#include "utils/portal.h"
 #include "utils/memutils.h"
 
 #include "fleetlm.h"
@@ -87,6 +100,7 @@ static volatile sig_atomic_t pipeline_quitting = false;
 static void pipeline_install(void);
 static void pipeline_sigquit(SIGNAL_ARGS);
 static bool pipeline_is_fatal_error(char msgtype, const char *s, size_t len);
+static bool pipeline_in_execute_message(void);
 static void pipeline_xact_callback(XactEvent event, void *arg);
 static bool pipeline_settle_nothrow(void);
 static void pipeline_done(uint64 durable);
@@ -392,9 +406,34 @@ pipeline_putmessage_noblock(char msgtype, const char *s, size_t len)
 }
 
 /*
+ * Is this backend running an Execute message of the extended protocol,
+ * with the append inside the statement of that message?  Then the top
+ * portal (ActivePortal) is a SELECT whose rows go to the client through
+ * the receiver of Execute, DestRemoteExecute; the simple-query protocol
+ * uses DestRemote, and a cursor that SPI or a procedural language fetches
+ * from is the active portal with a receiver of its own.  Statements that
+ * are not a plain SELECT (INSERT ... RETURNING, a data-modifying WITH) run
+ * with no queryDesc in the portal and do not qualify: they defer only when
+ * the next message is already here.
+ */
+static bool
+pipeline_in_execute_message(void)
+{
+	QueryDesc  *qd;
+
+	if (ActivePortal == NULL || ActivePortal->strategy != PORTAL_ONE_SELECT)
+		return false;
+	qd = ActivePortal->queryDesc;
+	return qd != NULL && qd->dest != NULL && qd->dest->mydest == DestRemoteExecute;
+}
+
+/*
  * May the append that just ended leave its wait to later?  Only in a
- * regular backend talking to a client over the socket, when the client's
- * next message is already here and continues the pipeline.
+ * regular backend talking to a client over the socket: when the client's
+ * next message is already here and continues the pipeline, or when
+ * nothing is here yet and the append runs in an Execute message (the
+ * client then has to send Sync or Flush before it may expect a result;
+ * see the head of this file).
  */
 bool
 pipeline_can_defer(void)
@@ -407,8 +446,10 @@ pipeline_can_defer(void)
 		return false;			/* someone else swapped the methods */
 	if (pipeline_quitting || proc_exit_inprogress)
 		return false;
-	if (pq_is_reading_msg() || !pq_buffer_has_data())
+	if (pq_is_reading_msg())
 		return false;
+	if (!pq_buffer_has_data())
+		return pipeline_in_execute_message();
 
 	/* the buffer holds at least a byte: peeking cannot block */
 	pq_startmsgread();
