@@ -611,10 +611,12 @@ TO fleetlm_admin;
 -- (what a pipeline of appends gets on one server): each element is an
 -- append(session_ids[i], sender_ids[i], kinds[i], contents[i],
 -- metadata[i], idempotency_keys[i]), in order, returning its seq.  The
--- appends are made with synchronous_append off, then, unless the caller
--- had it off, the call waits once per session until the largest seq it
--- returned is durable: the log is durable as a prefix, so that covers
--- every record of the call.  Not atomic: after an error the earlier
+-- appends but the last are made with synchronous_append off; unless the
+-- caller had it off, the last one waits for durability, which covers every
+-- record of the call (the log is durable as a prefix).  When the last has
+-- an idempotency key (it may be a retry that appends nothing), the call
+-- instead waits once per session until the largest seq it returned is
+-- durable.  Not atomic: after an error the earlier
 -- elements are appended and not reported; retry with idempotency keys.
 -- fleetlm_proxy's append_many splits such a call by partition.
 -------------------------------------------------------------------------
@@ -652,11 +654,18 @@ BEGIN
     END IF;
     PERFORM set_config('fleetlm.synchronous_append', 'off', true);
     FOR i IN 1 .. n LOOP
+        IF i = n AND sync AND idempotency_keys[n] IS NULL THEN
+            -- the last append is a new record, after all the others: its
+            -- wait for durability covers them
+            PERFORM set_config('fleetlm.synchronous_append', 'on', true);
+        END IF;
         seqs := seqs || fleetlm.append(session_ids[i], sender_ids[i], kinds[i], contents[i],
                                        COALESCE(metadata[i], '{}'), idempotency_keys[i]);
     END LOOP;
     PERFORM set_config('fleetlm.synchronous_append', sync::text, true);
-    IF sync THEN
+    IF sync AND idempotency_keys[n] IS NOT NULL THEN
+        -- the last one may have found an earlier message by its key, whose
+        -- record precedes the others: wait for each session's largest seq
         FOR w IN SELECT u.s, max(u.q) AS q FROM unnest(session_ids, seqs) u(s, q) GROUP BY u.s LOOP
             PERFORM 1 FROM fleetlm.wait_for_messages(w.s, w.q - 1, '1 day', 1);
         END LOOP;

@@ -793,14 +793,44 @@ $$ LANGUAGE plproxy ROWS 1;
 
 -------------------------------------------------------------------------
 -- Appends to many sessions in one call (fleetlm's append_many): the
--- elements are split by partition (PL/Proxy's SPLIT), each partition's
--- share goes to its shard in one query, run in parallel, where it shares
--- one wait for durability; the seqs come back in the order of the input.
--- A call with NULL arrays or arrays of different lengths is sent whole to
--- one shard, which rejects it with fleetlm's error.
+-- elements are split by server (PL/Proxy's SPLIT, each element sent to
+-- the lowest partition of its partition's server), so that each server
+-- gets its share in one query, where it shares one wait for durability;
+-- the servers run in parallel, and the seqs come back in the order of the
+-- input.  (Split by partition, a server of many partitions would get one
+-- query, and one wait, per partition.)  A fenced partition fails the whole
+-- call with 55P03 before anything is sent.  A call with NULL arrays or
+-- arrays of different lengths is sent whole to one shard, which rejects
+-- it with fleetlm's error.
 -------------------------------------------------------------------------
 
+-- partition p's server's lowest partition, at index p + 1.  Kept for the
+-- session in the setting fleetlm_proxy.server_map with the version of
+-- fleetlm_cluster's catalog row (its xmin and ctid, new at every ALTER
+-- SERVER) it was read from: reading _shards() costs more than a call.
+CREATE FUNCTION fleetlm._server_partitions()
+RETURNS integer[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    version text := (SELECT s.xmin::text || s.ctid::text
+                       FROM pg_foreign_server s WHERE s.srvname = 'fleetlm_cluster');
+    cached  text := current_setting('fleetlm_proxy.server_map', true);
+    map     integer[];
+BEGIN
+    IF cached LIKE version || '=%' THEN
+        RETURN substr(cached, length(version) + 2)::integer[];
+    END IF;
+    map := (SELECT array_agg(sh.first_partition ORDER BY p.p)
+              FROM fleetlm._shards() sh, unnest(sh.partitions) p(p));
+    PERFORM set_config('fleetlm_proxy.server_map', version || '=' || map::text, false);
+    RETURN map;
+END
+$$;
+
 CREATE FUNCTION fleetlm._append_many(
+    targets             integer[],
     ords                integer[],
     session_ids         text[],
     sender_ids          text[],
@@ -814,10 +844,10 @@ RETURNS SETOF record
 AS $$
     CLUSTER 'fleetlm_cluster';
     SPLIT ALL;
-    RUN ON fleetlm._route(session_ids);
-    SELECT ($1::integer[])[a.n] AS ord, a.s AS seq
-      FROM fleetlm.append_many($2::text[], $3::text[], $4::text[], $5::jsonb[],
-                               $6::jsonb[], $7::text[]) WITH ORDINALITY a(s, n);
+    RUN ON targets;
+    SELECT ($2::integer[])[a.n] AS ord, a.s AS seq
+      FROM fleetlm.append_many($3::text[], $4::text[], $5::text[], $6::jsonb[],
+                               $7::jsonb[], $8::text[]) WITH ORDINALITY a(s, n);
 $$ LANGUAGE plproxy ROWS 100;
 
 CREATE FUNCTION fleetlm._append_many_any(
@@ -846,7 +876,9 @@ LANGUAGE plpgsql VOLATILE ROWS 100
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    n   integer := cardinality(session_ids);
+    n       integer := cardinality(session_ids);
+    servers integer[];
+    fenced  text;
 BEGIN
     IF session_ids IS NULL OR sender_ids IS NULL OR kinds IS NULL OR contents IS NULL
        OR cardinality(sender_ids) <> n OR cardinality(kinds) <> n OR cardinality(contents) <> n
@@ -858,12 +890,24 @@ BEGIN
     IF n = 0 THEN
         RETURN;
     END IF;
+    IF EXISTS (SELECT 1 FROM fleetlm.fences) THEN
+        SELECT s.s INTO fenced
+          FROM unnest(session_ids) s(s), fleetlm.fences f
+         WHERE fleetlm.partition_of(s.s) % f.partitions = f.partition
+         LIMIT 1;
+        IF FOUND THEN
+            PERFORM fleetlm._route(fenced);     -- its error
+        END IF;
+    END IF;
+    servers := fleetlm._server_partitions();
     RETURN QUERY
         SELECT a.seq
-          FROM fleetlm._append_many(ARRAY(SELECT generate_series(1, n)), session_ids, sender_ids,
-                                    kinds, contents,
-                                    COALESCE(metadata, array_fill(NULL::jsonb, ARRAY[n])),
-                                    COALESCE(idempotency_keys, array_fill(NULL::text, ARRAY[n]))) a
+          FROM fleetlm._append_many(
+                   ARRAY(SELECT servers[fleetlm.partition_of(s.s) % cardinality(servers) + 1]
+                           FROM unnest(session_ids) WITH ORDINALITY s(s, i) ORDER BY s.i),
+                   ARRAY(SELECT generate_series(1, n)), session_ids, sender_ids, kinds, contents,
+                   COALESCE(metadata, array_fill(NULL::jsonb, ARRAY[n])),
+                   COALESCE(idempotency_keys, array_fill(NULL::text, ARRAY[n]))) a
          ORDER BY a.ord;
 END
 $$;
@@ -1362,7 +1406,8 @@ GRANT EXECUTE ON FUNCTION
     fleetlm.delete_session(text),
     fleetlm.mark_read(text, text, bigint),
     fleetlm.append_many(text[], text[], text[], jsonb[], jsonb[], text[]),
-    fleetlm._append_many(integer[], text[], text[], text[], jsonb[], jsonb[], text[]),
+    fleetlm._append_many(integer[], integer[], text[], text[], text[], jsonb[], jsonb[], text[]),
+    fleetlm._server_partitions(),
     fleetlm._append_many_any(text[], text[], text[], jsonb[], jsonb[], text[]),
     fleetlm.flush(),
     fleetlm._flush_all()
