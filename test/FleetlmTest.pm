@@ -28,15 +28,25 @@ our @EXPORT = qw(fleetlm_node create_sessions start_load finish_load wait_acked
   verify_acked restart_node wait_ready stat_value fleet_query
   wal_dir segment_files client_messages check_client_errors crash_errors
   table_vs_messages start_mock_agent stop_mock_agent mock_requests
-  agent_node wait_answer answers_of);
+  agent_node wait_answer answers_of
+  fleetlm_primary fleetlm_standby set_sync_standby wait_writable
+  wait_standby verify_prefix check_continues acked_now);
 
 # A started node with fleetlm preloaded and created in database postgres.
 # %conf: extra settings (name => value).
 sub fleetlm_node
 {
 	my ($name, %conf) = @_;
+	return fleetlm_node_with($name, {}, %conf);
+}
+
+# fleetlm_node, with $init: the parameters of PostgreSQL::Test::Cluster's
+# init (allows_streaming, has_archiving ...).
+sub fleetlm_node_with
+{
+	my ($name, $init, %conf) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%$init);
 	my %settings = (
 		shared_preload_libraries => "'fleetlm'",
 		'fleetlm.database' => "'postgres'",
@@ -215,19 +225,9 @@ sub finish_load
 	my (@acked, @by, @stderr, %failed);
 	for my $c (1 .. $load->{clients})
 	{
-		my $n = 0;
-		if (open my $fh, '<', "$load->{dir}/client$c.out")
-		{
-			while (my $line = <$fh>)
-			{
-				chomp $line;
-				next unless $line =~ /^(\d+) (\S+) (\S+)$/;
-				push @acked, [ $1, $2, $3 ];
-				$n++;
-			}
-			close $fh;
-		}
-		push @by, $n;
+		my @mine = client_acked($load, $c, 0);
+		push @acked, @mine;
+		push @by, scalar(@mine);
 		my $err = '';
 		if (open my $fh, '<', "$load->{dir}/client$c.err")
 		{
@@ -252,6 +252,34 @@ sub finish_load
 	$load->{exit} = \@exit;
 	$load->{stderr} = \@stderr;
 	return (\@acked, $load->{sent}, \@stderr);
+}
+
+# The appends client $c of a load has had acknowledged so far, as
+# [seq, marker, session]; with $complete_only, only lines psql ended (a
+# running client may be half way through printing one).
+sub client_acked
+{
+	my ($load, $c, $complete_only) = @_;
+	my @acked;
+	open my $fh, '<', "$load->{dir}/client$c.out" or return ();
+	while (my $line = <$fh>)
+	{
+		next if $complete_only && $line !~ /\n$/;
+		chomp $line;
+		next unless $line =~ /^(\d+) (\S+) (\S+)$/;
+		push @acked, [ $1, $2, $3 ];
+	}
+	close $fh;
+	return @acked;
+}
+
+# What the clients of a running load have had acknowledged so far: every
+# append acknowledged before the call (psql prints the line once the
+# server answered), as a list like finish_load's.
+sub acked_now
+{
+	my ($load) = @_;
+	return [ map { client_acked($load, $_, 1) } 1 .. $load->{clients} ];
 }
 
 # The messages of a client's stderr: each is the first line of one error or
@@ -390,7 +418,37 @@ sub verify_acked
 {
 	my ($node, $acked, $sent, $sessions, $label) = @_;
 	$label //= 'verify';
-	my %found;    # marker => "session seq"
+	my ($found, $last, $problems) = scan_sessions($node, $sent, $sessions, $label);
+
+	my $lost = 0;
+	for my $a (@$acked)
+	{
+		my ($seq, $m, $s) = @$a;
+		if (!exists $found->{$m})
+		{
+			diag("$label: acknowledged message $m (session $s seq $seq) is lost");
+			$lost++;
+		}
+		elsif ($found->{$m} ne "$s $seq")
+		{
+			diag("$label: acknowledged message $m was $s $seq, now $found->{$m}");
+			$problems++;
+		}
+	}
+	is($lost, 0, "$label: no acknowledged message lost (" . scalar(@$acked) . " checked)");
+	is($problems, 0, "$label: seqs gapless, no duplicates, no unknown markers");
+	check_flushed_table($node, $sessions, $label);
+	return ($lost, scalar(@$acked), scalar(keys %$found));
+}
+
+# The messages() rows of each session of $sessions on $node, checked: each
+# session's seqs gapless from 1, every marker one of %$sent, no marker
+# twice (each problem is a diag).  Returns ({ marker => "session seq" },
+# { session => its highest seq, 0 without messages }, number of problems).
+sub scan_sessions
+{
+	my ($node, $sent, $sessions, $label) = @_;
+	my (%found, %last);
 	my $problems = 0;
 
 	for my $s (@$sessions)
@@ -421,29 +479,75 @@ sub verify_acked
 			}
 			$found{$m} = "$s $seq";
 		}
+		$last{$s} = $expect - 1;
 	}
-	my $lost = 0;
-	for my $a (@$acked)
-	{
-		my ($seq, $m, $s) = @$a;
-		if (!exists $found{$m})
-		{
-			diag("$label: acknowledged message $m (session $s seq $seq) is lost");
-			$lost++;
-		}
-		elsif ($found{$m} ne "$s $seq")
-		{
-			diag("$label: acknowledged message $m was $s $seq, now $found{$m}");
-			$problems++;
-		}
-	}
-	is($lost, 0, "$label: no acknowledged message lost (" . scalar(@$acked) . " checked)");
-	is($problems, 0, "$label: seqs gapless, no duplicates, no unknown markers");
+	return (\%found, \%last, $problems);
+}
 
+# After flush() the table holds exactly what messages() returns.
+sub check_flushed_table
+{
+	my ($node, $sessions, $label) = @_;
 	fleet_query($node, 'SELECT fleetlm.flush()');
 	is(table_vs_messages($node, $sessions), '0',
 		"$label: after flush() the table holds exactly what messages() returns");
-	return ($lost, scalar(@$acked), scalar(keys %found));
+	return;
+}
+
+# verify_acked for a node that may lack the tail of what was acknowledged
+# (a promoted asynchronous standby, a restored backup): each session holds
+# a prefix of its acknowledged messages.  Checks: every message of
+# $o{required} (a list like $acked: what must have survived) present at
+# its seq; each session's seqs gapless 1..n, every row a message that was
+# sent, none twice; each acknowledged message of seq <= n of its session
+# present at that seq (so none missing below one that survived, and no
+# seq holds other content than was acknowledged), none of seq > n present
+# anywhere; after flush() the table equals messages().  Returns (lost:
+# acknowledged messages beyond their session's n, acknowledged checked).
+sub verify_prefix
+{
+	my ($node, $acked, $sent, $sessions, $label, %o) = @_;
+	my $required = $o{required} // [];
+	my ($found, $last, $problems) = scan_sessions($node, $sent, $sessions, $label);
+	my ($lost, $missing) = (0, 0);
+
+	for my $a (@$required)
+	{
+		my ($seq, $m, $s) = @$a;
+		next if exists $found->{$m};
+		diag("$label: required message $m (session $s seq $seq) is missing");
+		$missing++;
+	}
+	for my $a (@$acked)
+	{
+		my ($seq, $m, $s) = @$a;
+		if ($seq > $last->{$s})
+		{
+			$lost++;
+			next unless exists $found->{$m};
+			diag("$label: acknowledged message $m ($s $seq), beyond the session's"
+				  . " last seq $last->{$s}, is at $found->{$m}");
+			$problems++;
+		}
+		elsif (!exists $found->{$m})
+		{
+			diag("$label: acknowledged message $m ($s $seq) is missing below"
+				  . " the session's last seq $last->{$s}");
+			$problems++;
+		}
+		elsif ($found->{$m} ne "$s $seq")
+		{
+			diag("$label: acknowledged message $m was $s $seq, now $found->{$m}");
+			$problems++;
+		}
+	}
+	is($missing, 0, "$label: every required message present ("
+		  . scalar(@$required) . " checked)");
+	is($problems, 0, "$label: each session a gapless prefix of its acknowledged"
+		  . " messages (" . scalar(@$acked) . " checked, $lost beyond it), nothing twice,"
+		  . " no seq with other content than acknowledged");
+	check_flushed_table($node, $sessions, $label);
+	return ($lost, scalar(@$acked));
 }
 
 # How many rows of the sessions differ between the table fleetlm.messages
@@ -640,6 +744,128 @@ sub answers_of
 		  . " FROM fleetlm.messages('$s', 0, 100000)"
 		  . " WHERE idempotency_key LIKE 'turn:%' ORDER BY seq");
 	return [ map { [ split / /, $_ ] } grep { $_ ne '' } split /\n/, $out ];
+}
+
+
+# A started primary with fleetlm: streaming replication allowed (wal_level
+# replica, WAL senders, hot_standby for the standbys made from it) and
+# fleetlm.replication on.  %o: has_archiving => 1 archives its WAL (see
+# PostgreSQL::Test::Cluster); conf => { name => value } extra settings,
+# over these (e.g. 'fleetlm.replication' => 'off').
+sub fleetlm_primary
+{
+	my ($name, %o) = @_;
+	return fleetlm_node_with($name,
+		{ allows_streaming => 1, has_archiving => $o{has_archiving} // 0 },
+		shared_buffers => '16MB',
+		'fleetlm.replication' => 'on',
+		synchronous_standby_names => "''",
+		%{ $o{conf} // {} });
+}
+
+# A started hot standby of $primary, streaming from it: a fresh base backup
+# of $primary restored as node $name (its walreceiver's application_name
+# is the node name).  It has $primary's settings (fleetlm preloaded, the
+# same fleetlm.replication), no synchronous standby of its own, and %o's
+# conf => { name => value }.  With sync => 1 it becomes $primary's
+# synchronous standby; either way this returns once $primary reports it
+# streaming in that role.
+sub fleetlm_standby
+{
+	my ($primary, $name, %o) = @_;
+	my $backup = "for-$name";
+	$primary->backup($backup);
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init_from_backup($primary, $backup, has_streaming => 1);
+	my %conf = (synchronous_standby_names => "''", %{ $o{conf} // {} });
+	$node->append_conf('postgresql.conf',
+		join('', map { "$_ = $conf{$_}\n" } sort keys %conf));
+	$node->start;
+	set_sync_standby($primary, $o{sync} ? $name : '');
+	wait_standby($primary, $name, $o{sync} ? 'sync' : 'async');
+	return $node;
+}
+
+# Name $name (a standby's node name, '' for none) in $primary's
+# synchronous_standby_names, and reload.
+sub set_sync_standby
+{
+	my ($primary, $name) = @_;
+	$primary->append_conf('postgresql.conf', "synchronous_standby_names = '$name'");
+	$primary->reload;
+	return;
+}
+
+# Wait until $primary reports standby $name streaming with sync_state
+# $state ('sync', 'async').
+sub wait_standby
+{
+	my ($primary, $name, $state) = @_;
+	$primary->poll_query_until('postgres',
+		"SELECT state = 'streaming' AND sync_state = '$state'"
+		  . " FROM pg_stat_replication WHERE application_name = '$name'")
+	  or die "standby $name is not streaming as $state";
+	return;
+}
+
+# Wait (up to $timeout s, default 60) until an append to $session
+# succeeds on $node, as it does on a promoted standby once fleetlm
+# recovery ran.  Each attempt's marker ("$tag-w<n>") is added to %$sent:
+# a failed attempt must leave no message, but the checks would allow one.
+# Returns ([seq, marker, session] of the append that succeeded, or undef
+# at the timeout; [ the first message of each failed attempt, with its
+# SQLSTATE: "ERROR:  57P03: ..." ]).
+sub wait_writable
+{
+	my ($node, $session, $tag, $sent, $timeout) = @_;
+	my $deadline = time + ($timeout // 60);
+	my $user = $session;
+	$user =~ s/^.*-(\d+)$/u-$1/;
+	my @errors;
+	for (my $n = 1;; $n++)
+	{
+		my $marker = "$tag-w$n";
+		$sent->{$marker} = $session;
+		my ($out, $err) = ('', '');
+		my $ret = $node->psql('postgres',
+			"SELECT fleetlm.append('$session', '$user', 'text', '{\"m\": \"$marker\"}')",
+			stdout => \$out, stderr => \$err,
+			extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+		return ([ $out, $marker, $session ], \@errors)
+		  if $ret == 0 && $out =~ /^\d+$/;
+		push @errors, (client_messages($err))[0] // "psql exit status $ret";
+		return (undef, \@errors) if time > $deadline;
+		usleep(50_000);
+	}
+}
+
+# One more append to each session of $sessions on $node: it must get the
+# session's highest seq in messages() + 1, and last_seq must be that
+# highest seq (seqs continue after every seq the node holds).  The appends
+# (markers "$tag-<i>") are added to @$acked and %$sent.
+sub check_continues
+{
+	my ($node, $sessions, $tag, $acked, $sent, $label) = @_;
+	my $bad = 0;
+	for my $i (0 .. $#$sessions)
+	{
+		my $s = $sessions->[$i];
+		my $user = $s;
+		$user =~ s/^.*-(\d+)$/u-$1/;
+		my $marker = "$tag-$i";
+		my ($last, $max) = split /\|/, fleet_query($node,
+			"SELECT fleetlm.last_seq('$s'), coalesce(max(seq), 0)"
+			  . " FROM fleetlm.messages('$s', 0, 100000)");
+		$sent->{$marker} = $s;
+		my $seq = fleet_query($node,
+			"SELECT fleetlm.append('$s', '$user', 'text', '{\"m\": \"$marker\"}')");
+		push @$acked, [ $seq, $marker, $s ];
+		next if $last == $max && $seq == $max + 1;
+		diag("$label: session $s: last_seq $last, highest seq $max, new append got $seq");
+		$bad++;
+	}
+	is($bad, 0, "$label: last_seq is each session's highest seq and appends continue after it");
+	return;
 }
 
 1;
