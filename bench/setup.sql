@@ -1,5 +1,5 @@
 -- bench/setup.sql: objects the workloads need, run by bench/run with
---   psql -v nsessions=N -v ncold=M -v nidle=K -f bench/setup.sql
+--   psql -v nsessions=N -v ncold=M -v nidle=K -v nmany=L -f bench/setup.sql
 -- in the database named by fleetlm.database, after CREATE EXTENSION fleetlm.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
@@ -9,6 +9,13 @@ SET client_min_messages = warning;
 SELECT count(fleetlm.create_session('user-' || g, 'agent-' || g, '{}', 'bench-' || g)) AS created_bench_sessions
   FROM generate_series(1, :nsessions) g
  WHERE NOT EXISTS (SELECT 1 FROM fleetlm.sessions s WHERE s.session_id = 'bench-' || g);
+
+-- many-1 .. many-K (K = nmany: 0, or 100,000 when append_many runs) for
+-- append_many: the same appends spread over far more sessions than
+-- fleetlm's shared session table holds.
+SELECT count(fleetlm.create_session('user-m' || g, 'agent-m' || g, '{}', 'many-' || g)) AS created_many_sessions
+  FROM generate_series(1, :nmany) g
+ WHERE NOT EXISTS (SELECT 1 FROM fleetlm.sessions s WHERE s.session_id = 'many-' || g);
 
 -- The plain-insert baselines (bench/plain_*.sql): a session row that holds
 -- the last seq next to fleetlm.sessions' own columns, and a message table
