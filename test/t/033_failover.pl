@@ -1,0 +1,234 @@
+# 033_failover.pl: fleetlm.replication = on with a streaming standby.
+#
+# 1. With synchronous_commit = remote_apply, a hot standby returns a
+#    message the moment the append on the primary returned, from its
+#    replicated log: the primary's applier (flush_interval 60 s) has not
+#    moved it into the table yet.
+# 2. The synchronous standby down: append, append_batch and delete_session
+#    wait as a commit does (wait event SyncRep), a cancel ends the wait with
+#    the commit's WARNING and the result (it is durable locally), and with
+#    the standby back appends complete and the standby holds those messages.
+# 3. Eight rounds, the roles swapping: concurrent clients append, the
+#    primary is killed (SIGKILL to the postmaster), the synchronous standby
+#    promoted; once appends work on it, every acknowledged message (of every
+#    round so far) is there exactly once at its seq, seqs are gapless,
+#    last_seq is the highest seq and appends continue after it; a fresh
+#    standby of the new primary is built for the next round.  Each client's
+#    stderr holds only what the kill explains.
+# 4. An asynchronous standby promoted after a kill: each session holds a
+#    gapless prefix of its acknowledged messages (the loss window is the
+#    replication lag), everything acknowledged in the synchronous rounds,
+#    and seqs continue after the node's own last seq.
+use strict;
+use warnings;
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+use FleetlmTest;
+
+my $t0 = time;
+# flush_interval 60 s (the maximum): the applier of p0 moves nothing into
+# the table before part 3, but for flush() and recovery
+my $primary = fleetlm_primary('p0', conf => { 'fleetlm.flush_interval' => '60s' });
+my $sessions = create_sessions($primary, 'fo', 4);
+create_sessions($primary, 'del', 1);
+# wait_writable appends here: after an asynchronous failover a seq of the
+# sessions checked may be handed out again, and the probe must not take one
+create_sessions($primary, 'probe', 1);
+my $checked = [ @$sessions, 'probe-1' ];
+my $standby = fleetlm_standby($primary, 'n1', sync => 1);
+my (@acked, %sent);
+
+# ---------------------------------------------------------------------------
+# 1. reads on the hot standby see an append once it returned (remote_apply)
+{
+	my ($unseen, $in_table, $last_bad) = (0, 0, 0);
+	for my $i (1 .. 12)
+	{
+		my $s = $sessions->[ $i % @$sessions ];
+		my $m = "RA-$i";
+		$sent{$m} = $s;
+		my $seq = $primary->safe_psql('postgres',
+			"SET synchronous_commit = remote_apply;"
+			  . " SELECT fleetlm.append('$s', 'u-x', 'text', '{\"m\": \"$m\"}')");
+		push @acked, [ $seq, $m, $s ];
+		my ($got, $rows, $last) = split /\|/, $standby->safe_psql('postgres',
+			"SELECT (SELECT content->>'m' FROM fleetlm.messages('$s', $seq - 1, 1)),"
+			  . " (SELECT count(*) FROM fleetlm.messages t WHERE t.session_id = '$s' AND t.seq = $seq),"
+			  . " fleetlm.last_seq('$s')");
+		$got //= '';
+		diag("standby: $s seq $seq reads '$got', expected $m") if $got ne $m;
+		$unseen++ if $got ne $m;
+		$in_table++ if $rows != 0;
+		$last_bad++ if $last != $seq;
+	}
+	is($unseen, 0, 'remote_apply: the standby returns each of 12 appends at once');
+	is($in_table, 0, 'remote_apply: from its replicated log (none in its table yet)');
+	is($last_bad, 0, "remote_apply: the standby's last_seq is the append's seq");
+
+	# append_batch, and a second reader path (wait_for_messages) on the standby
+	my $s = $sessions->[0];
+	$sent{"RB-$_"} = $s for 1 .. 3;
+	my @seqs = split /\n/, $primary->safe_psql('postgres',
+		"SET synchronous_commit = remote_apply;"
+		  . " SELECT fleetlm.append_batch('$s', 'u-1', '["
+		  . join(',', map { "{\"kind\": \"text\", \"content\": {\"m\": \"RB-$_\"}}" } 1 .. 3)
+		  . "]')");
+	push @acked, map { [ $seqs[ $_ - 1 ], "RB-$_", $s ] } 1 .. 3;
+	my $got = $standby->safe_psql('postgres',
+		"SELECT string_agg(content->>'m', ',' ORDER BY seq)"
+		  . " FROM fleetlm.wait_for_messages('$s', $seqs[0] - 1, '0s')");
+	is($got, 'RB-1,RB-2,RB-3', 'remote_apply: the standby returns an append_batch at once');
+}
+
+# ---------------------------------------------------------------------------
+# 2. the synchronous standby down: writes wait as commits do, and a cancel
+#    ends the wait with the commit's WARNING and the result
+{
+	$standby->stop;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my $s = $sessions->[1];
+	$sent{"SD-$_"} = $s for 1 .. 3;
+	my %sql = (
+		append => "SELECT fleetlm.append('$s', 'u-2', 'text', '{\"m\": \"SD-1\"}')",
+		batch => "SELECT fleetlm.append_batch('$s', 'u-2', '[{\"kind\": \"text\", \"content\": {\"m\": \"SD-2\"}},"
+		  . " {\"kind\": \"text\", \"content\": {\"m\": \"SD-3\"}}]')",
+		delete => "SELECT fleetlm.delete_session('del-1')");
+	my %h;
+	for my $k (sort keys %sql)
+	{
+		$h{$k} = IPC::Run::start(
+			[ 'psql', '-XAtq', '-d', $primary->connstr('postgres') . " application_name=sd_$k",
+			  '-c', $sql{$k} ],
+			'>', "$dir/$k.out", '2>', "$dir/$k.err", IPC::Run::timeout(120));
+	}
+	my $waiting = "SELECT count(*) FROM pg_stat_activity"
+	  . " WHERE application_name LIKE 'sd\\_%' AND wait_event = 'SyncRep'";
+	ok($primary->poll_query_until('postgres', $waiting, '3'),
+		'standby down: append, append_batch and delete_session wait for it (wait event SyncRep)');
+	usleep(1_000_000);
+	is($primary->safe_psql('postgres', $waiting), '3',
+		'standby down: still waiting after 1 s');
+	is(join('', map { -s "$dir/$_.out" ? $_ : '' } sort keys %sql), '',
+		'standby down: none returned a result in that time');
+
+	my $t = time;
+	$primary->safe_psql('postgres',
+		"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'sd\\_%'");
+	my %out;
+	for my $k (sort keys %sql)
+	{
+		my $ok = eval { $h{$k}->finish; 1 };
+		ok($ok && $h{$k}->result == 0, "standby down: $k returns after the cancel");
+		$out{$k} = slurp_file("$dir/$k.out");
+		chomp $out{$k};
+		my @msgs = client_messages(slurp_file("$dir/$k.err"));
+		ok(@msgs == 1 && $msgs[0] =~ /^WARNING:  canceling wait for synchronous replication/,
+			"standby down: $k warns that it canceled the wait for synchronous replication")
+		  or diag("$k stderr: " . join(' | ', @msgs));
+	}
+	my $took = time - $t;
+	ok($took < 10, sprintf('standby down: the cancelled waits ended in %.1f s', $took));
+	like($out{append}, qr/^\d+$/, 'standby down: the cancelled append returned its seq');
+	my @bseq = split /\n/, $out{batch};
+	is(scalar(@bseq), 2, 'standby down: the cancelled append_batch returned its two seqs');
+	is($out{delete}, 't', 'standby down: the cancelled delete_session returned true');
+	push @acked, [ $out{append}, 'SD-1', $s ], map { [ $bseq[$_], 'SD-' . ($_ + 2), $s ] } 0 .. 1;
+	is($primary->safe_psql('postgres',
+			"SELECT string_agg(content->>'m', ',' ORDER BY content->>'m') FROM fleetlm.messages('$s', 0, 100000)"
+			  . " WHERE content->>'m' LIKE 'SD-%'"),
+		'SD-1,SD-2,SD-3', 'standby down: the primary holds the three messages');
+
+	$standby->start;
+	wait_standby($primary, 'n1', 'sync');
+	$sent{'SD-4'} = $s;
+	my ($ret, $seq) = $primary->psql('postgres',
+		"SELECT fleetlm.append('$s', 'u-2', 'text', '{\"m\": \"SD-4\"}')", timeout => 60);
+	ok($ret == 0 && $seq =~ /^\d+$/, 'standby back: an append completes');
+	push @acked, [ $seq, 'SD-4', $s ];
+	$primary->wait_for_catchup($standby);
+	is($standby->safe_psql('postgres',
+			"SELECT string_agg(content->>'m', ',' ORDER BY content->>'m') FROM fleetlm.messages('$s', 0, 100000)"
+			  . " WHERE content->>'m' LIKE 'SD-%'"),
+		'SD-1,SD-2,SD-3,SD-4', 'standby back: it holds the cancelled appends and the new one');
+	is($standby->safe_psql('postgres', "SELECT count(*) FROM fleetlm.list_sessions('u-1')"
+			  . " WHERE session_id = 'del-1'"),
+		'0', 'standby back: the session deleted while it was down is gone there too');
+}
+
+# ---------------------------------------------------------------------------
+# 3. kill -9 of the primary under load, promote the synchronous standby,
+#    rebuild a standby of the new primary: eight rounds
+
+# One failover: load on $primary, kill it after a random number of
+# acknowledged appends, promote $standby and wait until it takes appends.
+# Returns this round's acknowledged appends (also added to @acked).
+sub failover
+{
+	my ($tag) = @_;
+	my $load = start_load($primary, sessions => $sessions, clients => 4,
+		per_client => 1000, tag => $tag);
+	my $target = 100 + int(rand(900));
+	wait_acked($load, $target);
+	$primary->kill9;
+	my ($a, $s) = finish_load($load);
+	push @acked, @$a;
+	%sent = (%sent, %$s);
+	my $e = check_client_errors($load, "$tag: kill -9 of the primary",
+		allowed => [ crash_errors() ]);
+	ok(@$a >= $target && $e->{early} == 4,
+		"$tag: the kill hit the load mid-way (" . scalar(@$a)
+		  . " acknowledged, $e->{early} of 4 clients cut off)");
+
+	my $t = time;
+	$standby->promote;
+	my ($w, $errors) = wait_writable($standby, 'probe-1', $tag, \%sent, 60);
+	ok(defined $w, sprintf("$tag: appends work on the promoted standby after %.1f s", time - $t))
+	  or die "$tag: no append succeeded on the promoted standby: @$errors";
+	push @acked, $w;
+	my @other = grep { !/^ERROR:  (57P03|25006): / } @$errors;
+	is(scalar(@other), 0, "$tag: until then appends failed only with 57P03 or 25006 ("
+		  . scalar(@$errors) . " attempts)")
+	  or diag("$tag: other errors: @other");
+	return $a;
+}
+
+my $flush = '100ms';
+my $rounds = 8;
+for my $k (1 .. $rounds)
+{
+	my $tag = "K$k";
+	failover($tag);
+	verify_acked($standby, \@acked, \%sent, $checked, "$tag: promoted " . $standby->name);
+	check_continues($standby, $checked, "$tag-next", \@acked, \%sent,
+		"$tag: promoted " . $standby->name);
+	# the next standby becomes the primary of the next round: alternate its
+	# applier between keeping up and leaving everything to the log
+	$primary = $standby;
+	$standby = fleetlm_standby($primary, 'n' . ($k + 1), sync => 1,
+		conf => { 'fleetlm.flush_interval' => $flush });
+	$flush = $flush eq '100ms' ? '60s' : '100ms';
+}
+
+# ---------------------------------------------------------------------------
+# 4. an asynchronous standby: loss bounded by the replication lag
+my ($async_lost, $async_acked);
+{
+	set_sync_standby($primary, '');
+	wait_standby($primary, $standby->name, 'async');
+	my @required = @acked;
+	my $a = failover('A1');
+	($async_lost) = verify_prefix($standby, \@acked, \%sent, $checked,
+		'async: promoted ' . $standby->name, required => \@required);
+	$async_acked = scalar(@$a);
+	check_continues($standby, $checked, 'A1-next', \@acked, \%sent,
+		'async: promoted ' . $standby->name);
+}
+
+diag(sprintf("033_failover: %d synchronous + 1 asynchronous failovers (kill -9), %d acknowledged appends checked,"
+		  . " %d of the %d acknowledged in the asynchronous round lost (its replication lag), %.0f s",
+		$rounds, scalar(@acked), $async_lost, $async_acked, time - $t0));
+$standby->stop;
+done_testing();
