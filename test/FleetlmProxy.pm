@@ -13,7 +13,7 @@ use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(proxy_node node_connstr result);
+our @EXPORT = qw(proxy_node node_connstr result start_waiter $WAITING);
 
 # The connection string of $node's database postgres, as a partition
 # option names it.
@@ -44,6 +44,23 @@ sub proxy_node
 		GRANT USAGE ON FOREIGN SERVER fleetlm_cluster TO fleetlm_reader, fleetlm_admin;
 	});
 	return $coord;
+}
+
+# The number of a node's backends waiting in wait_for_messages.
+our $WAITING = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+  . " AND wait_event_type = 'Extension' AND query LIKE '%wait_for_messages%'";
+
+# A background psql on $coord (on_error_stop off) that has sent $sql, a
+# long-poll of wait_for_messages, and whose call waits on $shard: returns
+# once $shard has a backend waiting.
+sub start_waiter
+{
+	my ($coord, $shard, $sql) = @_;
+	my $waiter = $coord->background_psql('postgres', on_error_stop => 0);
+	$waiter->query_until(qr/started\n/, "\\echo started\n$sql\n");
+	$shard->poll_query_until('postgres', "SELECT ($WAITING) > 0")
+	  or die "the long-poll did not reach its shard: $sql";
+	return $waiter;
 }
 
 # The output of $q on $node, or "ERROR <SQLSTATE>: <message>" for its

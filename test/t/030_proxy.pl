@@ -461,16 +461,10 @@ cmp_ok($errors, '>=', 40, "the coordinator reported $errors errors with one serv
 	{
 		my ($s) = grep { shard_of($_) == $i } @c[0 .. 6];
 		my $last = sql($coord, "SELECT fleetlm.last_seq('$s')");
-		my $waiter = $coord->background_psql('postgres');
-		$waiter->query_until(qr/started\n/,
-			"\\echo started\n"
-			  . "SELECT string_agg(seq || ' ' || (content->>'wake'), ',') AS got"
+		my $waiter = start_waiter($coord, $shard[$i],
+			"SELECT string_agg(seq || ' ' || (content->>'wake'), ',') AS got"
 			  . " FROM fleetlm.wait_for_messages('$s', $last, '60s') \\gset\n"
-			  . "SELECT 'woke ' || :'got' || ' ' || extract(epoch FROM clock_timestamp());\n");
-		$shard[$i]->poll_query_until('postgres',
-			"SELECT count(*) > 0 FROM pg_stat_activity WHERE wait_event_type = 'Extension'"
-			  . " AND query LIKE '%wait_for_messages%'")
-		  or die "the waiter did not reach shard $i";
+			  . "SELECT 'woke ' || :'got' || ' ' || extract(epoch FROM clock_timestamp());");
 		my $t0 = time;
 		sql($coord, "SELECT fleetlm.append('$s', 'bob', 'text', '{\"wake\": \"up\"}')");
 		my $out = $waiter->query_until(qr/woke .*\n/, '');
@@ -484,18 +478,13 @@ cmp_ok($errors, '>=', 40, "the coordinator reported $errors errors with one serv
 # a long-poll cancelled on the coordinator stops waiting on its shard
 {
 	my ($s) = grep { shard_of($_) == 1 } @c[0 .. 6];
-	my $waiting = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
-	  . " AND wait_event_type = 'Extension' AND query LIKE '%wait_for_messages%'";
-	my $waiter = $coord->background_psql('postgres', on_error_stop => 0);
-	$waiter->query_until(qr/started\n/,
-		"\\echo started\nSELECT * FROM fleetlm.wait_for_messages('$s', 1000000, '60s');\n");
-	$shard[1]->poll_query_until('postgres', "SELECT ($waiting) > 0")
-	  or die 'the waiter did not reach shard 1';
+	my $waiter = start_waiter($coord, $shard[1],
+		"SELECT * FROM fleetlm.wait_for_messages('$s', 1000000, '60s');");
 	my $t0 = time;
 	is(sql($coord, "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity"
 		  . " WHERE query LIKE '%wait_for_messages(%' AND pid <> pg_backend_pid()"), '1',
 		'a waiting coordinator backend is cancelled');
-	ok($shard[1]->poll_query_until('postgres', "SELECT ($waiting) = 0"),
+	ok($shard[1]->poll_query_until('postgres', "SELECT ($WAITING) = 0"),
 		sprintf('the cancel reached the shard: its backend stopped waiting (%.0f ms)', (time - $t0) * 1000));
 	my ($out) = $waiter->query("SELECT 'still here'");
 	is($out, 'still here', 'the cancelled session goes on');

@@ -95,13 +95,8 @@ sub acked_outside
 }
 
 # a long-poll on partition P, waiting on shard 1 (from before the fence)
-my $waiting = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
-  . " AND wait_event_type = 'Extension' AND query LIKE '%wait_for_messages%'";
-my $waiter = $coord->background_psql('postgres', on_error_stop => 0);
-$waiter->query_until(qr/started\n/,
-	"\\echo started\nSELECT * FROM fleetlm.wait_for_messages('$P[1]', 1000000, '60s');\n");
-$shard[1]->poll_query_until('postgres', "SELECT ($waiting) > 0")
-  or die 'the long-poll did not reach shard 1';
+my $waiter = start_waiter($coord, $shard[1],
+	"SELECT * FROM fleetlm.wait_for_messages('$P[1]', 1000000, '60s');");
 
 # a transaction that began before the fence: the drain waits for it
 my $idle = $coord->background_psql('postgres');
@@ -251,11 +246,8 @@ for my $s ($goneP, $goneQ)
 # a long-poll through the coordinator, woken by an append on the new server
 {
 	my $last = sql($coord, "SELECT fleetlm.last_seq('$P[1]')");
-	my $w = $coord->background_psql('postgres');
-	$w->query_until(qr/started\n/, "\\echo started\n"
-		  . "SELECT 'woke ' || string_agg(seq::text, ',') FROM fleetlm.wait_for_messages('$P[1]', $last, '30s');\n");
-	$shard[2]->poll_query_until('postgres', "SELECT ($waiting) > 0")
-	  or die 'the long-poll did not reach shard 2';
+	my $w = start_waiter($coord, $shard[2],
+		"SELECT 'woke ' || string_agg(seq::text, ',') FROM fleetlm.wait_for_messages('$P[1]', $last, '30s');");
 	sql($coord, "SELECT fleetlm.append('$P[1]', 'u', 'text', '{}')");
 	my $got = $w->query_until(qr/woke .*\n/, '');
 	$w->quit;
