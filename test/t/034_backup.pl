@@ -1,0 +1,216 @@
+# 034_backup.pl: base backups and point-in-time recovery of a fleetlm
+# server, taken under load.
+#
+# Replication on (the fleetlm log travels in PostgreSQL's WAL):
+# 1. pg_basebackup while 4 clients append, restored (crash recovery from
+#    the backup's WAL, no archive, no streaming): every message acknowledged
+#    before the backup began is there, and each session holds a gapless
+#    prefix of its acknowledged messages, each once at its acknowledged seq
+#    (the backup holds what was acknowledged before it ended, and nothing
+#    is half there); appends continue after the last seq.
+# 2. PITR from that backup through the WAL archive to a named restore point
+#    created under load: every message acknowledged before the restore
+#    point was created is there, none appended after it returned, each
+#    session a gapless prefix.
+# Replication off:
+# 3. flush(), then pg_basebackup under load, restored: every message
+#    acknowledged before the flush (so applied by it) is there, nothing is
+#    applied twice (no marker twice in messages() or in the table, which
+#    equal each other after flush()), seqs gapless; appends work, and the
+#    log has the WARNING that acknowledged but unapplied messages are not
+#    there and their seqs may be handed out again.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+use FleetlmTest;
+
+my $t0 = time;
+
+# Start a node restored from $backup of $from; %o: init_from_backup's
+# parameters, conf => extra settings.  Waits until it has left recovery
+# and takes appends (probe appends to probe-1, into %$sent); the errors of
+# the attempts before must be fleetlm's "not ready" (57P03) or a read-only
+# transaction while recovery runs (25006).
+sub restore
+{
+	my ($name, $from, $backup, $sent, %o) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init_from_backup($from, $backup, %{ $o{init} // {} });
+	# the copied archive_command would archive into $from's archive
+	$node->append_conf('postgresql.conf', 'archive_mode = off');
+	$node->append_conf('postgresql.conf', $o{conf}) if $o{conf};
+	$node->start;
+	ok($node->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()'),
+		"$name: recovery ends");
+	my $t = time;
+	my ($w, $errors) = wait_writable($node, 'probe-1', $name, $sent, 60);
+	ok(defined $w, sprintf("$name: appends work %.1f s after recovery ended", time - $t))
+	  or die "$name: no append succeeded: @$errors";
+	my @other = grep { !/^ERROR:  (57P03|25006): / } @$errors;
+	is(scalar(@other), 0, "$name: until then appends failed only with 57P03 or 25006 ("
+		  . scalar(@$errors) . " attempts)")
+	  or diag("$name: other errors: @other");
+	return $node;
+}
+
+# No (session, seq) and no marker twice in $node's table (after flush()).
+sub check_table_once
+{
+	my ($node, $label) = @_;
+	fleet_query($node, 'SELECT fleetlm.flush()');
+	is(fleet_query($node,
+			"SELECT (SELECT count(*) FROM (SELECT FROM fleetlm.messages GROUP BY session_id, seq"
+			  . " HAVING count(*) > 1) a),"
+			  . " (SELECT count(*) FROM (SELECT FROM fleetlm.messages GROUP BY content->>'m'"
+			  . " HAVING count(*) > 1) b)"),
+		'0|0', "$label: the table holds no (session, seq) and no message twice");
+	return;
+}
+
+# Start a load that runs through what follows; returns it.
+sub load_on
+{
+	my ($node, $sessions, $tag) = @_;
+	my $load = start_load($node, sessions => $sessions, clients => 4,
+		per_client => 1500, tag => $tag);
+	wait_acked($load, 200);
+	return $load;
+}
+
+# Wait for a load to end by itself: every client runs to its end, with no
+# error.
+sub end_load
+{
+	my ($load, $label) = @_;
+	my ($acked, $sent) = finish_load($load);
+	check_client_errors($load, $label, may_end_early => 0);
+	return ($acked, $sent);
+}
+
+######################################################################
+# replication on
+######################################################################
+
+my $p = fleetlm_primary('on_primary', has_archiving => 1);
+my $sessions = create_sessions($p, 'bk', 4);
+create_sessions($p, 'probe', 1);
+create_sessions($p, 'pit', 1);
+my $checked = [ @$sessions, 'probe-1' ];
+my $load = load_on($p, $sessions, 'L');
+
+# 1. a base backup under load
+my $before_backup = acked_now($load);
+$p->backup('b1');
+my $after_backup = acked_now($load);
+
+# 2. a restore point under load, with appends known to come before and
+#    after it
+my (%pit_sent, @pit_acked);
+for my $i (1 .. 3)
+{
+	$pit_sent{"PRE-$i"} = 'pit-1';
+	push @pit_acked, [ fleet_query($p,
+		"SELECT fleetlm.append('pit-1', 'u-1', 'text', '{\"m\": \"PRE-$i\"}')"), "PRE-$i", 'pit-1' ];
+}
+my $before_rp = acked_now($load);
+fleet_query($p, "SELECT pg_create_restore_point('rp1')");
+for my $i (1 .. 3)
+{
+	$pit_sent{"POST-$i"} = 'pit-1';
+	fleet_query($p, "SELECT fleetlm.append('pit-1', 'u-1', 'text', '{\"m\": \"POST-$i\"}')");
+}
+my $after_rp = acked_now($load);
+
+my ($acked, $sent) = end_load($load, 'replication on: the load');
+my $total = scalar(@$acked);
+ok(@$after_backup > @$before_backup && @$after_backup < $total,
+	'the load ran through the backup (' . scalar(@$before_backup) . ' acknowledged when it began, '
+	  . scalar(@$after_backup) . " when it ended, $total in all)");
+ok(@$after_rp > @$before_rp && @$after_rp < $total,
+	'the load ran through the restore point (' . scalar(@$before_rp) . ' acknowledged before, '
+	  . scalar(@$after_rp) . ' after)');
+
+# archive the WAL up to here
+my $walfile = fleet_query($p, 'SELECT pg_walfile_name(pg_current_wal_lsn())');
+fleet_query($p, 'SELECT pg_switch_wal()');
+ok($p->poll_query_until('postgres',
+		"SELECT last_archived_wal >= '$walfile' FROM pg_stat_archiver"),
+	'the WAL up to the end of the load is archived');
+
+# 1. the backup restored
+{
+	my %s = (%$sent, %pit_sent);
+	my $r = restore('on_restored', $p, 'b1', \%s);
+	ok($r->log_contains(qr/fleetlm: this server ran archive recovery; recovering the fleetlm log it replayed/),
+		'restored backup: fleetlm recovered the log it replayed');
+	my ($lost) = verify_prefix($r, $acked, \%s, $checked, 'restored backup',
+		required => $before_backup);
+	diag("restored backup: " . ($total - $lost) . " of the $total acknowledged appends there, "
+		  . scalar(@$before_backup) . " acknowledged before the backup began, "
+		  . scalar(@$after_backup) . " before it ended");
+	check_table_once($r, 'restored backup');
+	check_continues($r, $checked, 'R1', [], \%s, 'restored backup');
+	$r->stop;
+}
+
+# 2. PITR to rp1
+{
+	my %s = (%$sent, %pit_sent);
+	my $r = restore('on_pitr', $p, 'b1', \%s,
+		init => { has_restoring => 1, standby => 0 },
+		conf => "recovery_target_name = 'rp1'\nrecovery_target_action = 'promote'");
+	ok($r->log_contains(qr/recovery stopping at restore point "rp1"/),
+		'PITR: recovery stopped at the restore point');
+	my @a = (@$acked, @pit_acked);
+	my ($lost) = verify_prefix($r, \@a, \%s, [ @$checked, 'pit-1' ], 'PITR to rp1',
+		required => [ @$before_rp, @pit_acked ]);
+	is(fleet_query($r,
+			"SELECT string_agg(seq || ':' || (content->>'m'), ',' ORDER BY seq) FROM fleetlm.messages('pit-1', 0, 100)"),
+		join(',', map { "$_->[0]:$_->[1]" } @pit_acked),
+		'PITR: the appends before the restore point are there, those after it are not');
+	diag("PITR: " . ($total - $lost) . " of the $total acknowledged appends of the load there, "
+		  . scalar(@$before_rp) . " acknowledged before the restore point");
+	check_table_once($r, 'PITR');
+	check_continues($r, [ @$checked, 'pit-1' ], 'R2', [], \%s, 'PITR');
+	$r->stop;
+}
+$p->stop;
+
+######################################################################
+# replication off: flush(), then the backup
+######################################################################
+
+my $q = fleetlm_primary('off_primary', conf => { 'fleetlm.replication' => 'off' });
+create_sessions($q, 'bk', 4);
+create_sessions($q, 'probe', 1);
+$load = load_on($q, $sessions, 'F');
+my $before_flush = acked_now($load);
+fleet_query($q, 'SELECT fleetlm.flush()');
+$q->backup('b2');
+my $after_backup2 = acked_now($load);
+($acked, $sent) = end_load($load, 'replication off: the load');
+$total = scalar(@$acked);
+ok(@$after_backup2 < $total,
+	"replication off: the load ran through the backup (" . scalar(@$after_backup2)
+	  . " acknowledged when it ended, $total in all)");
+{
+	my $r = restore('off_restored', $q, 'b2', $sent);
+	ok($r->log_contains(qr/WARNING:  fleetlm: this server was promoted or restored from a backup with fleetlm.replication = off/)
+		  && $r->log_contains(qr/their seqs may be handed out again/),
+		'replication off: the restored server warns that unapplied messages are missing'
+		  . ' and seqs may be handed out again');
+	my ($lost) = verify_prefix($r, $acked, $sent, $checked, 'replication off: restored backup',
+		required => $before_flush);
+	diag("replication off: " . ($total - $lost) . " of the $total acknowledged appends there, "
+		  . scalar(@$before_flush) . " acknowledged before the flush");
+	check_table_once($r, 'replication off: restored backup');
+	check_continues($r, $checked, 'R3', [], $sent, 'replication off: restored backup');
+	$r->stop;
+}
+$q->stop;
+
+diag(sprintf('034_backup: %.0f s', time - $t0));
+done_testing();
