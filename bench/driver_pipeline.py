@@ -9,6 +9,10 @@ ways:
             and one durability wait, per append
   pipeline  `with conn.pipeline():` DEPTH cursor.execute(append) calls,
             then the pipeline's Sync; the seqs are fetched after it
+  executemany
+            cursor.executemany(append, DEPTH parameter sets,
+            returning=True): the driver's own batch, which psycopg sends
+            as one pipeline; a reference, not the goal's workload
 
 Prints one line, "mode=M depth=D appends=A seconds=S rate=R", where S is
 the wall time of the loop and R = A / S.  Every seq returned is checked
@@ -63,8 +67,29 @@ def pipelined(conn, deadline, nsessions, depth):
     return n
 
 
+def execute_many(conn, deadline, nsessions, depth):
+    """Append DEPTH messages per executemany until the deadline."""
+    n = 0
+    cur = conn.cursor()
+    while time.monotonic() < deadline:
+        ids = [random.randint(1, nsessions) for _ in range(depth)]
+        cur.executemany(APPEND, [(f"bench-{i}", f"user-{i}") for i in ids], returning=True)
+        got = 0
+        while True:
+            seq = cur.fetchone()[0]
+            if seq < 1:
+                raise SystemExit(f"driver_pipeline.py: bad seq {seq}")
+            got += 1
+            if not cur.nextset():
+                break
+        if got != depth:
+            raise SystemExit(f"driver_pipeline.py: {got} results for {depth} appends")
+        n += depth
+    return n
+
+
 def main():
-    if len(sys.argv) not in (5, 6) or sys.argv[2] not in ("one", "pipeline"):
+    if len(sys.argv) not in (5, 6) or sys.argv[2] not in ("one", "pipeline", "executemany"):
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         sys.exit(2)
     conninfo, mode = sys.argv[1], sys.argv[2]
@@ -76,8 +101,10 @@ def main():
         if mode == "one":
             n = one_by_one(conn, deadline, nsessions)
             depth = 1
-        else:
+        elif mode == "pipeline":
             n = pipelined(conn, deadline, nsessions, depth)
+        else:
+            n = execute_many(conn, deadline, nsessions, depth)
         secs = time.monotonic() - start
     print(f"mode={mode} depth={depth} appends={n} seconds={secs:.3f} rate={n / secs:.1f}")
 

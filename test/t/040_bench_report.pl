@@ -160,6 +160,9 @@ is(driver_summary([ @d[ 0, 1 ] ], 15)->{verdict}, 'MISSED', 'driver 4.99x: MISSE
 $d[1]{rate_sustained} = 4999;
 is(driver_summary([ @d[ 0, 1 ] ], 15)->{verdict}, 'MET', 'driver 4.999x prints as 5.00x and is judged as printed: MET');
 is(driver_summary([ $d[0] ], 15)->{ratio}, undef, 'no pipeline round: no ratio');
+$ds = driver_summary([ @d[ 0, 1 ], { %{ $d[1] }, mode => 'executemany', rate_sustained => 12000 } ], 15);
+is_deeply([ @$ds{qw(executemany executemany_ratio verdict)} ], [ 12000, '12.00', 'MET' ],
+	'executemany is a reference ratio, the verdict stays the pipeline\'s');
 
 # --- idle waiters
 my @ir = (

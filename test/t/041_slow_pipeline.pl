@@ -51,7 +51,9 @@ sub start_client
 	my ($in, $out, $err) = ('', '', '');
 	my @cmd = ($client, $node->connstr('postgres'), $session, $user, $count, $delay_ms);
 	push @cmd, 'hold' if $hold;
-	my $h = IPC::Run::start(\@cmd, '<', \$in, '>', \$out, '2>', \$err);
+	# a client that hangs (a backend stuck in fdatasync) fails the test
+	my $h = IPC::Run::start(\@cmd, '<', \$in, '>', \$out, '2>', \$err,
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
 	return ($h, \$in, \$out, \$err);
 }
 

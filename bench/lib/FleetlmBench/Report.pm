@@ -497,8 +497,9 @@ sub rss_summary
 }
 
 # The driver rounds (rows of driver.csv): the median sustained rate of each
-# mode over the quiet rounds (all if fewer than 2 are quiet), their ratio
-# (pipeline / one) and its verdict (>= 5), and a Markdown table.
+# mode over the quiet rounds (all if fewer than 2 are quiet), the ratio
+# pipeline / one and its verdict (>= 5), executemany / one for reference,
+# and a Markdown table.
 sub driver_summary
 {
 	my ($rows, $limit) = @_;
@@ -509,7 +510,7 @@ sub driver_summary
 	my $nq = grep { !$noisy{$_} } keys %rounds;
 	for my $r (@$rows)
 	{
-		$depth = $r->{depth} if $r->{mode} eq 'pipeline';
+		$depth = $r->{depth} if $r->{mode} ne 'one';
 		push @{ $rates{ $r->{mode} } }, $r->{rate_sustained} if $nq < 2 || !$noisy{ $r->{round} };
 	}
 	my $t = "| round | mode | appends per Sync | appends | seconds | appends/s | flush s | appends/s sustained | fsync rounds | appends per fsync round | other load % |\n"
@@ -528,6 +529,12 @@ sub driver_summary
 	$s{pipeline} = $pipe;
 	$s{ratio} = ratio($pipe, $one);
 	$s{verdict} = verdict($s{ratio}, 5);
+	my $many = median(@{ $rates{executemany} || [] });
+	if (defined $many)
+	{
+		$s{executemany} = $many;
+		$s{executemany_ratio} = ratio($many, $one);
+	}
 	return \%s;
 }
 
