@@ -70,23 +70,33 @@ sub check_table_once
 	return;
 }
 
-# Start a load that runs through what follows; returns it.
+# Start a load that runs through what follows, until end_load stops it;
+# returns it.
 sub load_on
 {
 	my ($node, $sessions, $tag) = @_;
 	my $load = start_load($node, sessions => $sessions, clients => 4,
-		per_client => 1500, tag => $tag);
+		per_client => 5000, tag => $tag);
+	$load->{node} = $node;
+	$load->{tag} = $tag;
 	wait_acked($load, 200);
 	return $load;
 }
 
-# Wait for a load to end by itself: every client runs to its end, with no
-# error.
+# Stop a load: terminate its clients' backends (their statements carry
+# " <tag>-c"), which must all have been running until then, and had no
+# other error.
 sub end_load
 {
 	my ($load, $label) = @_;
+	my $clients = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+	  . " WHERE pid <> pg_backend_pid() AND position(' $load->{tag}-c' in query) > 0";
+	ok($load->{node}->poll_query_until('postgres', $clients, '0'),
+		"$label: its clients' backends are terminated");
 	my ($acked, $sent) = finish_load($load);
-	check_client_errors($load, $label, may_end_early => 0);
+	my $e = check_client_errors($load, $label,
+		allowed => [ crash_errors(), qr/^FATAL:  terminating connection due to administrator command$/ ]);
+	is($e->{early}, 4, "$label: every client was still appending when it was stopped");
 	return ($acked, $sent);
 }
 
