@@ -12,9 +12,11 @@
 #    primary is killed (SIGKILL to the postmaster), the synchronous standby
 #    promoted; once appends work on it, every acknowledged message (of every
 #    round so far) is there exactly once at its seq, seqs are gapless,
-#    last_seq is the highest seq and appends continue after it; a fresh
-#    standby of the new primary is built for the next round.  Each client's
-#    stderr holds only what the kill explains.
+#    last_seq is the highest seq and appends continue after it; the
+#    clients' keyed appends (every other one), retried on the new primary up
+#    to the one the kill interrupted, get their acknowledged seqs back and
+#    append nothing twice; a fresh standby of the new primary is built for
+#    the next round.  Each client's stderr holds only what the kill explains.
 # 4. An asynchronous standby promoted after a kill: each session holds a
 #    gapless prefix of its acknowledged messages (the loss window is the
 #    replication lag), everything acknowledged in the synchronous rounds,
@@ -167,9 +169,22 @@ my (@acked, %sent);
 # Returns this round's acknowledged appends (also added to @acked).
 sub failover
 {
-	my ($tag) = @_;
-	my $load = start_load($primary, sessions => $sessions, clients => 4,
-		per_client => 1000, tag => $tag);
+	my ($tag, %o) = @_;
+	# every other append carries its marker as idempotency key
+	my @stmts;
+	for my $c (1 .. 4)
+	{
+		for my $i (1 .. 1000)
+		{
+			my $s = $sessions->[ int(rand(@$sessions)) ];
+			my $u = $s =~ s/^.*-(\d+)$/u-$1/r;
+			my $m = "$tag-c$c-$i";
+			push @{ $stmts[$c] }, [ "fleetlm.append('$s', '$u', 'text', '{\"m\": \"$m\"}'"
+				  . ($i % 2 ? '' : ", idempotency_key => '$m'") . ')', $m, $s ];
+		}
+	}
+	my $load = start_load($primary, clients => 4, tag => $tag,
+		statements => sub { return @{ $stmts[ $_[0] ] } });
 	my $target = 100 + int(rand(900));
 	wait_acked($load, $target);
 	$primary->kill9;
@@ -192,6 +207,26 @@ sub failover
 	is(scalar(@other), 0, "$tag: until then appends failed only with 57P03 or 25006 ("
 		  . scalar(@$errors) . " attempts)")
 	  or diag("$tag: other errors: @other");
+	return $a unless $o{retry};
+
+	# the clients retry their keyed appends on the new primary, up to the
+	# one the kill interrupted: each acknowledged one must get its seq back
+	# (nothing appended twice), an interrupted one is appended at most once
+	my @retry = map {
+		my $c = $_;
+		my $n = $load->{acked_by}[ $c - 1 ];
+		grep { $_->[0] =~ /idempotency_key/ } @{ $stmts[$c] }[ 0 .. $n ]
+	} 1 .. 4;
+	my $again = start_load($standby, clients => 1, tag => "$tag-retry",
+		statements => sub { return @retry });
+	my ($ra) = finish_load($again);
+	check_client_errors($again, "$tag: retries", may_end_early => 0);
+	my %seq_of = map { $_->[1] => $_->[0] } @$a;
+	my @moved = grep { exists $seq_of{ $_->[1] } && $seq_of{ $_->[1] } != $_->[0] } @$ra;
+	is(scalar(@moved), 0, "$tag: " . scalar(@retry) . " keyed appends retried on the promoted standby:"
+		  . " each acknowledged one returns its seq")
+	  or diag("$tag: retried with another seq: " . join(', ', map { "$_->[1] now $_->[0] (was $seq_of{ $_->[1] })" } @moved));
+	push @acked, @$ra;
 	return $a;
 }
 
@@ -200,7 +235,7 @@ my $rounds = 8;
 for my $k (1 .. $rounds)
 {
 	my $tag = "K$k";
-	failover($tag);
+	failover($tag, retry => 1);
 	verify_acked($standby, \@acked, \%sent, $checked, "$tag: promoted " . $standby->name);
 	check_continues($standby, $checked, "$tag-next", \@acked, \%sent,
 		"$tag: promoted " . $standby->name);
