@@ -168,25 +168,26 @@ my (@acked, %sent);
 #    rebuild a standby of the new primary: eight rounds
 
 # Reads of the hot standby while the primary takes appends: $n snapshots
-# of every session of $checked.  Each must show each session's seqs
-# gapless from 1, every message one that was sent and none twice; across
-# snapshots no session's last seq goes back and no seq changes content.
+# of every session of $checked after the seq $from->{session}.  Each must
+# show each session's seqs gapless from there, every message one that was
+# sent and none twice; across snapshots no session's last seq goes back and no seq changes content.
 # Returns the number of problems (each a diag).
 sub standby_reads
 {
-	my ($node, $n, $label) = @_;
-	my $list = join(',', map { "'$_'" } @$checked);
-	my (%seen, %last);
+	my ($node, $from, $n, $label) = @_;
+	my $list = join(',', map { "('$_', $from->{$_})" } @$checked);
+	my %seen;
+	my %last = %$from;
 	my $problems = 0;
 	for my $i (1 .. $n)
 	{
 		my %cur;
 		for my $line (split /\n/, $node->safe_psql('postgres',
-				"SELECT s, m.seq, m.content->>'m' FROM unnest(ARRAY[$list]) s,"
-				  . " LATERAL fleetlm.messages(s, 0, 100000) m ORDER BY 1, 2"))
+				"SELECT s, m.seq, m.content->>'m' FROM (VALUES $list) v(s, f),"
+				  . " LATERAL fleetlm.messages(s, f, 100000) m ORDER BY 1, 2"))
 		{
 			my ($s, $seq, $m) = split /\|/, $line;
-			my $expect = ($cur{$s} // 0) + 1;
+			my $expect = ($cur{$s} // $from->{$s}) + 1;
 			my @bad;
 			push @bad, "seq $seq where $expect was expected" if $seq != $expect;
 			push @bad, 'a marker never sent: ' . ($m // 'NULL') unless defined $m && exists $sent{$m};
@@ -199,7 +200,7 @@ sub standby_reads
 		}
 		for my $s (@$checked)
 		{
-			my $now = $cur{$s} // 0;
+			my $now = $cur{$s} // $from->{$s};
 			if ($now < ($last{$s} // 0))
 			{
 				diag("$label: read $i: session $s ends at seq $now, before at $last{$s}");
@@ -225,7 +226,7 @@ sub failover
 	my @stmts;
 	for my $c (1 .. 4)
 	{
-		for my $i (1 .. 1000)
+		for my $i (1 .. 3000)
 		{
 			my $s = $sessions->[ int(rand(@$sessions)) ];
 			my $u = $s =~ s/^.*-(\d+)$/u-$1/r;
@@ -234,13 +235,18 @@ sub failover
 				  . ($i % 2 ? '' : ", idempotency_key => '$m'") . ')', $m, $s ];
 		}
 	}
+	my $del = "del-$tag";
+	fleet_query($primary, "SELECT fleetlm.create_session('u-del', 'a-1', session_id => '$del');"
+		  . " SELECT fleetlm.append('$del', 'u-del', 'text', '{}')");
+	my %from = map { $_ => fleet_query($primary, "SELECT fleetlm.last_seq('$_')") } @$checked;
 	my $load = start_load($primary, clients => 4, tag => $tag,
 		statements => sub { return @{ $stmts[ $_[0] ] } });
 	%sent = (%sent, %{ $load->{sent} });
 	my $target = 100 + int(rand(900));
 	wait_acked($load, int($target / 2));
-	is(standby_reads($standby, 5, "$tag: reads on " . $standby->name), 0,
+	is(standby_reads($standby, \%from, 5, "$tag: reads on " . $standby->name), 0,
 		"$tag: 5 reads of the hot standby under load: each session gapless, nothing twice or changed");
+	is(fleet_query($primary, "SELECT fleetlm.delete_session('$del')"), 't', "$tag: a session deleted under load");
 	if ($o{standby_crash})
 	{
 		# the standby crashes and recovers under load: its redo writes the
@@ -248,7 +254,7 @@ sub failover
 		$standby->stop('immediate');
 		$standby->start;
 		wait_standby($primary, $standby->name, 'sync');
-		is(standby_reads($standby, 5, "$tag: reads on " . $standby->name . " after its crash"), 0,
+		is(standby_reads($standby, \%from, 5, "$tag: reads on " . $standby->name . " after its crash"), 0,
 			"$tag: 5 reads of the hot standby after its crash: each session gapless, nothing twice or changed");
 		$target = scalar(@{ acked_now($load) }) + 100;
 	}
@@ -273,7 +279,17 @@ sub failover
 	is(scalar(@other), 0, "$tag: until then appends failed only with 57P03 or 25006 ("
 		  . scalar(@$errors) . " attempts)")
 	  or diag("$tag: other errors: @other");
-	return $a unless $o{retry};
+	return $a unless $o{sync};
+
+	# the session deleted under load stays deleted
+	my ($ret, $out, $err) = $standby->psql('postgres',
+		"SELECT fleetlm.append('$del', 'u-del', 'text', '{}')",
+		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	ok($ret != 0 && $err =~ /ERROR:  P0002: /,
+		"$tag: the session deleted before the kill stays deleted: an append to it fails with P0002")
+	  or diag("$tag: append to $del: exit $ret, $out, $err");
+	is(fleet_query($standby, "SELECT count(*) FROM fleetlm.list_sessions('u-del')"), '0',
+		"$tag: no deleted session is listed");
 
 	# the clients retry their keyed appends on the new primary, up to the
 	# one the kill interrupted: each acknowledged one must get its seq back
@@ -301,7 +317,7 @@ my $rounds = 8;
 for my $k (1 .. $rounds)
 {
 	my $tag = "K$k";
-	failover($tag, retry => 1, standby_crash => $k % 3 == 0);
+	failover($tag, sync => 1, standby_crash => $k % 3 == 0);
 	verify_acked($standby, \@acked, \%sent, $checked, "$tag: promoted " . $standby->name);
 	check_continues($standby, $checked, "$tag-next", \@acked, \%sent,
 		"$tag: promoted " . $standby->name);
