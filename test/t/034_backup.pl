@@ -2,16 +2,17 @@
 # server, taken under load.
 #
 # Replication on (the fleetlm log travels in PostgreSQL's WAL):
-# 1. pg_basebackup while 4 clients append, restored (crash recovery from
-#    the backup's WAL, no archive, no streaming): every message acknowledged
-#    before the backup began is there, and each session holds a gapless
-#    prefix of its acknowledged messages, each once at its acknowledged seq
-#    (the backup holds what was acknowledged before it ended, and nothing
-#    is half there); appends continue after the last seq.
+# 1. pg_basebackup while 4 clients append, restored (recovery from the
+#    backup's WAL, no archive, no streaming): every message acknowledged
+#    before the backup ended is there: those acknowledged before it began,
+#    and those whose client saw a WAL flush position at or before the
+#    backup's end LSN (its manifest) after the append returned; each
+#    session holds a gapless prefix of its acknowledged messages, each once
+#    at its acknowledged seq; appends continue after the last seq.
 # 2. PITR from that backup through the WAL archive to a named restore point
 #    created under load: every message acknowledged before the restore
-#    point was created is there, none appended after it returned, each
-#    session a gapless prefix.
+#    point was created (or with its WAL before the point's LSN) is there,
+#    none appended after it returned, each session a gapless prefix.
 # Replication off:
 # 3. flush(), then pg_basebackup under load, restored: every message
 #    acknowledged before the flush (so applied by it) is there, nothing is
@@ -24,6 +25,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use JSON::PP;
 use Time::HiRes qw(time);
 use FleetlmTest;
 
@@ -71,16 +73,64 @@ sub check_table_once
 }
 
 # Start a load that runs through what follows, until end_load stops it;
-# returns it.
+# returns it.  After each append its client prints PostgreSQL's WAL flush
+# position ("X/Y marker session", see flush_lsns) in a statement of its
+# own: the append's WAL record, flushed before the append returned, ends
+# at or before it.
 sub load_on
 {
 	my ($node, $sessions, $tag) = @_;
-	my $load = start_load($node, sessions => $sessions, clients => 4,
-		per_client => 5000, tag => $tag);
+	my $load = start_load($node, clients => 4, tag => $tag,
+		statements => sub {
+			my ($c) = @_;
+			return map {
+				my $s = $sessions->[ int(rand(@$sessions)) ];
+				my $u = $s =~ s/^.*-(\d+)$/u-$1/r;
+				my $m = "$tag-c$c-$_";
+				# start_load adds " || ' MARKER SESSION'" to the last one
+				[ "fleetlm.append('$s', '$u', 'text', '{\"m\": \"$m\"}') || ' $m $s';"
+					  . " SELECT pg_current_wal_flush_lsn()::text", $m, $s ]
+			} 1 .. 5000;
+		});
 	$load->{node} = $node;
 	$load->{tag} = $tag;
-	wait_acked($load, 200);
+	wait_acked($load, 400);    # two lines an append
 	return $load;
+}
+
+# The WAL flush position each client printed after an acknowledged append:
+# { marker => LSN as a number }.
+sub flush_lsns
+{
+	my ($load) = @_;
+	my %lsn;
+	for my $c (1 .. $load->{clients})
+	{
+		open my $fh, '<', "$load->{dir}/client$c.out" or next;
+		while (my $line = <$fh>)
+		{
+			$lsn{$3} = lsn_number($1, $2)
+			  if $line =~ m{^([0-9A-F]+)/([0-9A-F]+) (\S+) \S+\n};
+		}
+		close $fh;
+	}
+	return \%lsn;
+}
+
+sub lsn_number
+{
+	my ($hi, $lo) = @_;
+	return hex($hi) * 2**32 + hex($lo);
+}
+
+# The acknowledged appends of @$acked whose client saw a WAL flush
+# position at or before $lsn ("X/Y") after them: their WAL records end
+# before $lsn.
+sub acked_before_lsn
+{
+	my ($acked, $lsns, $lsn) = @_;
+	my $limit = lsn_number(split m{/}, $lsn);
+	return [ grep { defined $lsns->{ $_->[1] } && $lsns->{ $_->[1] } <= $limit } @$acked ];
 }
 
 # Stop a load: terminate its clients' backends (their statements carry
@@ -115,6 +165,8 @@ my $load = load_on($p, $sessions, 'L');
 my $before_backup = acked_now($load);
 $p->backup('b1');
 my $after_backup = acked_now($load);
+my $manifest = decode_json(slurp_file($p->backup_dir . '/b1/backup_manifest'));
+my $backup_end = $manifest->{'WAL-Ranges'}[-1]{'End-LSN'};
 
 # 2. a restore point under load, with appends known to come before and
 #    after it
@@ -126,7 +178,7 @@ for my $i (1 .. 3)
 		"SELECT fleetlm.append('pit-1', 'u-1', 'text', '{\"m\": \"PRE-$i\"}')"), "PRE-$i", 'pit-1' ];
 }
 my $before_rp = acked_now($load);
-fleet_query($p, "SELECT pg_create_restore_point('rp1')");
+my $rp_lsn = fleet_query($p, "SELECT pg_create_restore_point('rp1')");
 for my $i (1 .. 3)
 {
 	$pit_sent{"POST-$i"} = 'pit-1';
@@ -136,6 +188,13 @@ my $after_rp = acked_now($load);
 
 my ($acked, $sent) = end_load($load, 'replication on: the load');
 my $total = scalar(@$acked);
+my $lsns = flush_lsns($load);
+my $in_backup = acked_before_lsn($acked, $lsns, $backup_end);
+my $in_rp = acked_before_lsn($acked, $lsns, $rp_lsn);
+ok(@$in_backup > @$before_backup,
+	'appends acknowledged while the backup ran had their WAL before its end ('
+	  . scalar(@$in_backup) . " of them by the flush position, backup end $backup_end, "
+	  . scalar(@$before_backup) . ' before it began)');
 ok(@$after_backup > @$before_backup && @$after_backup < $total,
 	'the load ran through the backup (' . scalar(@$before_backup) . ' acknowledged when it began, '
 	  . scalar(@$after_backup) . " when it ended, $total in all)");
@@ -157,10 +216,11 @@ ok($p->poll_query_until('postgres',
 	ok($r->log_contains(qr/fleetlm: this server ran archive recovery; recovering the fleetlm log it replayed/),
 		'restored backup: fleetlm recovered the log it replayed');
 	my ($lost) = verify_prefix($r, $acked, \%s, $checked, 'restored backup',
-		required => $before_backup);
-	diag("restored backup: " . ($total - $lost) . " of the $total acknowledged appends there, "
+		required => [ @$before_backup, @$in_backup ]);
+	diag("restored backup: " . ($total - $lost) . " of the $total acknowledged appends there; "
 		  . scalar(@$before_backup) . " acknowledged before the backup began, "
-		  . scalar(@$after_backup) . " before it ended");
+		  . scalar(@$in_backup) . " with their WAL before its end (required), "
+		  . scalar(@$after_backup) . " when pg_basebackup returned");
 	check_table_once($r, 'restored backup');
 	check_continues($r, $checked, 'R1', [], \%s, 'restored backup');
 	$r->stop;
@@ -176,13 +236,14 @@ ok($p->poll_query_until('postgres',
 		'PITR: recovery stopped at the restore point');
 	my @a = (@$acked, @pit_acked);
 	my ($lost) = verify_prefix($r, \@a, \%s, [ @$checked, 'pit-1' ], 'PITR to rp1',
-		required => [ @$before_rp, @pit_acked ]);
+		required => [ @$before_rp, @$in_rp, @pit_acked ]);
 	is(fleet_query($r,
 			"SELECT string_agg(seq || ':' || (content->>'m'), ',' ORDER BY seq) FROM fleetlm.messages('pit-1', 0, 100)"),
 		join(',', map { "$_->[0]:$_->[1]" } @pit_acked),
 		'PITR: the appends before the restore point are there, those after it are not');
 	diag("PITR: " . ($total - $lost) . " of the $total acknowledged appends of the load there, "
-		  . scalar(@$before_rp) . " acknowledged before the restore point");
+		  . scalar(@$before_rp) . " acknowledged before the restore point was created, "
+		  . scalar(@$in_rp) . " with their WAL before it (required)");
 	check_table_once($r, 'PITR');
 	check_continues($r, [ @$checked, 'pit-1' ], 'R2', [], \%s, 'PITR');
 	$r->stop;
