@@ -15,7 +15,8 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 use FleetlmTest;
 
-# the writes, each called with valid arguments
+# the writes, each called with valid arguments (no agent is registered:
+# its turns would append answers)
 my @writes = (
 	[ 'append', "SELECT fleetlm.append('sb-1', 'u-1', 'text', '{\"m\": \"no\"}')" ],
 	[ 'append_batch', "SELECT fleetlm.append_batch('sb-1', 'u-1', '[{\"kind\": \"text\", \"content\": {}}]')" ],
@@ -74,7 +75,6 @@ my $primary = fleetlm_primary('sb_primary',
 fleet_query($primary, q{
 	SELECT fleetlm.create_session('u-1', 'a-1', session_id => 'sb-1');
 	SELECT fleetlm.create_session('u-1', 'a-1', session_id => 'sb-2');
-	SELECT fleetlm.register_agent('a-1', 'http://127.0.0.1:1');
 });
 append_on($primary, 'sb-1', 'p1');
 fleet_query($primary, 'SELECT fleetlm.flush()');
@@ -113,9 +113,14 @@ my $poller = IPC::Run::start(
 	[ 'psql', '-X', '-At', '-d', $standby->connstr('postgres'), '-c',
 	  "SELECT seq || ':' || (content->>'m') FROM fleetlm.wait_for_messages('sb-1', 6, '20s')" ],
 	'>', \$pout, '2>', \$perr);
-$standby->poll_query_until('postgres',
-	"SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%wait_for_messages(''sb-1''%' AND pid <> pg_backend_pid()")
-  or die 'the poller did not start';
+# until the poller waits (or has ended: then the check below fails)
+for (my $i = 0; $i < 300 && $poller->pumpable; $i++)
+{
+	last if fleet_query($standby,
+		"SELECT count(*) > 0 FROM pg_stat_activity WHERE wait_event IS NOT NULL"
+		  . " AND query LIKE '%wait_for_messages(''sb-1''%' AND pid <> pg_backend_pid()") eq 't';
+	usleep(100_000);
+}
 my $t0 = time;
 append_on($primary, 'sb-1', 'woke');
 $poller->finish;
@@ -149,7 +154,6 @@ my $p2 = fleetlm_primary('sb_off_primary',
 fleet_query($p2, q{
 	SELECT fleetlm.create_session('u-1', 'a-1', session_id => 'sb-1');
 	SELECT fleetlm.create_session('u-1', 'a-1', session_id => 'sb-2');
-	SELECT fleetlm.register_agent('a-1', 'http://127.0.0.1:1');
 });
 append_on($p2, 'sb-1', 'a1');
 fleet_query($p2, 'SELECT fleetlm.flush()');
