@@ -66,21 +66,33 @@ sub markers_on
 		  . " FROM fleetlm.messages('$session', 0, 1000)");
 }
 
+# A primary with fleetlm.replication = $replication (the applier moves
+# nothing for 60 s unless flushed), sessions sb-1 and sb-2, one applied
+# message "$marker" in sb-1, and a hot standby of it.
+sub primary_and_standby
+{
+	my ($name, $replication, $marker) = @_;
+	my $p = fleetlm_primary("${name}_primary",
+		conf => {
+			'fleetlm.replication' => $replication,
+			'fleetlm.flush_interval' => '60s',
+			'fleetlm.agent_url_allowlist' => "'http://127.0.0.1:1/'" });
+	fleet_query($p, q{
+		SELECT fleetlm.create_session('u-1', 'a-1', session_id => 'sb-1');
+		SELECT fleetlm.create_session('u-1', 'a-1', session_id => 'sb-2');
+	});
+	append_on($p, 'sb-1', $marker);
+	fleet_query($p, 'SELECT fleetlm.flush()');
+	my $s = fleetlm_standby($p, "${name}_standby",
+		conf => { 'fleetlm.startup_timeout' => '20s' });
+	return ($p, $s);
+}
+
 ######################################################################
 # replication on
 ######################################################################
 
-my $primary = fleetlm_primary('sb_primary',
-	conf => { 'fleetlm.flush_interval' => '60s', 'fleetlm.agent_url_allowlist' => "'http://127.0.0.1:1/'" });
-fleet_query($primary, q{
-	SELECT fleetlm.create_session('u-1', 'a-1', session_id => 'sb-1');
-	SELECT fleetlm.create_session('u-1', 'a-1', session_id => 'sb-2');
-});
-append_on($primary, 'sb-1', 'p1');
-fleet_query($primary, 'SELECT fleetlm.flush()');
-
-my $standby = fleetlm_standby($primary, 'sb_standby',
-	conf => { 'fleetlm.startup_timeout' => '20s' });
+my ($primary, $standby) = primary_and_standby('sb', 'on', 'p1');
 
 # the standby's first replicated chunk, then an applied position past it
 append_on($primary, 'sb-2', 'p2');
@@ -149,16 +161,7 @@ $primary->stop;
 # replication off
 ######################################################################
 
-my $p2 = fleetlm_primary('sb_off_primary',
-	conf => { 'fleetlm.replication' => 'off', 'fleetlm.flush_interval' => '60s', 'fleetlm.agent_url_allowlist' => "'http://127.0.0.1:1/'" });
-fleet_query($p2, q{
-	SELECT fleetlm.create_session('u-1', 'a-1', session_id => 'sb-1');
-	SELECT fleetlm.create_session('u-1', 'a-1', session_id => 'sb-2');
-});
-append_on($p2, 'sb-1', 'a1');
-fleet_query($p2, 'SELECT fleetlm.flush()');
-my $s2 = fleetlm_standby($p2, 'sb_off_standby',
-	conf => { 'fleetlm.startup_timeout' => '20s' });
+my ($p2, $s2) = primary_and_standby('sb_off', 'off', 'a1');
 append_on($p2, 'sb-1', 'a2');
 $p2->wait_for_catchup($s2, 'replay');
 is(markers_on($s2, 'sb-1'), '1:a1',
