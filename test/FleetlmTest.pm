@@ -30,7 +30,8 @@ our @EXPORT = qw(fleetlm_node create_sessions start_load finish_load wait_acked
   table_vs_messages start_mock_agent stop_mock_agent mock_requests
   agent_node wait_answer answers_of
   fleetlm_primary fleetlm_standby set_sync_standby wait_writable
-  wait_standby verify_prefix check_continues acked_now);
+  wait_standby verify_prefix check_continues acked_now
+  append_statements flush_lsns lsn_number acked_before_lsn);
 
 # A started node with fleetlm preloaded and created in database postgres.
 # %conf: extra settings (name => value).
@@ -866,6 +867,69 @@ sub check_continues
 	}
 	is($bad, 0, "$label: last_seq is each session's highest seq and appends continue after it");
 	return;
+}
+
+# Statements for start_load's statements option: $n appends of client $c
+# to random sessions of $sessions, with the marker "$tag-c$c-<i>" in the
+# content ({"m": marker}).  %o: keyed_every => K: every K-th append
+# carries its marker as idempotency key; flush_lsn => 1: after each append
+# a statement of its own prints PostgreSQL's WAL flush position ("X/Y
+# marker session", see flush_lsns): the append's WAL record, flushed before
+# the append returned, ends at or before it.
+sub append_statements
+{
+	my ($tag, $c, $n, $sessions, %o) = @_;
+	my @st;
+	for my $i (1 .. $n)
+	{
+		my $s = $sessions->[ int(rand(@$sessions)) ];
+		my $u = $s =~ s/^.*-(\d+)$/u-$1/r;
+		my $m = "$tag-c$c-$i";
+		my $key = ($o{keyed_every} && $i % $o{keyed_every} == 0)
+		  ? ", idempotency_key => '$m'" : '';
+		# start_load adds " || ' MARKER SESSION'" to the last statement
+		push @st, [ "fleetlm.append('$s', '$u', 'text', '{\"m\": \"$m\"}'$key)"
+			  . ($o{flush_lsn} ? " || ' $m $s'; SELECT pg_current_wal_flush_lsn()::text" : ''),
+			$m, $s ];
+	}
+	return @st;
+}
+
+# The WAL flush positions the clients of a load (of append_statements
+# with flush_lsn) printed after their acknowledged appends: { marker =>
+# LSN as a number }.
+sub flush_lsns
+{
+	my ($load) = @_;
+	my %lsn;
+	for my $c (1 .. $load->{clients})
+	{
+		open my $fh, '<', "$load->{dir}/client$c.out" or next;
+		while (my $line = <$fh>)
+		{
+			$lsn{$3} = lsn_number($1, $2)
+			  if $line =~ m{^([0-9A-F]+)/([0-9A-F]+) (\S+) \S+\n};
+		}
+		close $fh;
+	}
+	return \%lsn;
+}
+
+# An LSN "X/Y" (or its two halves) as a number.
+sub lsn_number
+{
+	my ($hi, $lo) = @_ == 1 ? split(m{/}, $_[0]) : @_;
+	return hex($hi) * 2**32 + hex($lo);
+}
+
+# The acknowledged appends of @$acked whose client saw a WAL flush
+# position at or before $lsn ("X/Y") after them (see flush_lsns): their
+# WAL records end at or before $lsn.
+sub acked_before_lsn
+{
+	my ($acked, $lsns, $lsn) = @_;
+	my $limit = lsn_number($lsn);
+	return [ grep { defined $lsns->{ $_->[1] } && $lsns->{ $_->[1] } <= $limit } @$acked ];
 }
 
 1;

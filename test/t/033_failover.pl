@@ -22,8 +22,11 @@
 #    standby crashes (immediate stop) and recovers under load first.
 # 4. An asynchronous standby promoted after a kill: each session holds a
 #    gapless prefix of its acknowledged messages (the loss window is the
-#    replication lag), everything acknowledged in the synchronous rounds,
-#    and seqs continue after the node's own last seq.
+#    replication lag), everything acknowledged in the synchronous rounds
+#    and every append of the round whose WAL the standby had received
+#    (pg_last_wal_receive_lsn() after the kill, against the WAL flush
+#    position each client read after each append), and seqs continue after
+#    the node's own last seq.
 use strict;
 use warnings;
 use IPC::Run;
@@ -222,19 +225,10 @@ sub standby_reads
 sub failover
 {
 	my ($tag, %o) = @_;
-	# every other append carries its marker as idempotency key
-	my @stmts;
-	for my $c (1 .. 4)
-	{
-		for my $i (1 .. 3000)
-		{
-			my $s = $sessions->[ int(rand(@$sessions)) ];
-			my $u = $s =~ s/^.*-(\d+)$/u-$1/r;
-			my $m = "$tag-c$c-$i";
-			push @{ $stmts[$c] }, [ "fleetlm.append('$s', '$u', 'text', '{\"m\": \"$m\"}'"
-				  . ($i % 2 ? '' : ", idempotency_key => '$m'") . ')', $m, $s ];
-		}
-	}
+	# every other append carries its marker as idempotency key; without a
+	# synchronous standby each is followed by the WAL flush position
+	my @stmts = (undef, map { [ append_statements($tag, $_, 3000, $sessions,
+				keyed_every => 2, flush_lsn => !$o{sync}) ] } 1 .. 4);
 	my $del = "del-$tag";
 	fleet_query($primary, "SELECT fleetlm.create_session('u-del', 'a-1', session_id => '$del');"
 		  . " SELECT fleetlm.append('$del', 'u-del', 'text', '{}')");
@@ -242,8 +236,9 @@ sub failover
 	my $load = start_load($primary, clients => 4, tag => $tag,
 		statements => sub { return @{ $stmts[ $_[0] ] } });
 	%sent = (%sent, %{ $load->{sent} });
-	my $target = 100 + int(rand(900));
-	wait_acked($load, int($target / 2));
+	my $target = 100 + int(rand(900));    # acknowledged appends
+	my $lines = $o{sync} ? 1 : 2;         # output lines an append
+	wait_acked($load, int($target / 2) * $lines);
 	is(standby_reads($standby, \%from, 5, "$tag: reads on " . $standby->name), 0,
 		"$tag: 5 reads of the hot standby under load: each session gapless, nothing twice or changed");
 	is(fleet_query($primary, "SELECT fleetlm.delete_session('$del')"), 't', "$tag: a session deleted under load");
@@ -258,7 +253,7 @@ sub failover
 			"$tag: 5 reads of the hot standby after its crash: each session gapless, nothing twice or changed");
 		$target = scalar(@{ acked_now($load) }) + 100;
 	}
-	wait_acked($load, $target);
+	wait_acked($load, $target * $lines);
 	$primary->kill9;
 	my ($a, $s) = finish_load($load);
 	push @acked, @$a;
@@ -269,6 +264,8 @@ sub failover
 		"$tag: the kill hit the load mid-way (" . scalar(@$a)
 		  . " acknowledged, $e->{early} of 4 clients cut off)");
 
+	# what the standby has received (it replays all of it when promoted)
+	my $received = $standby->safe_psql('postgres', 'SELECT pg_last_wal_receive_lsn()');
 	my $t = time;
 	$standby->promote;
 	my ($w, $errors) = wait_writable($standby, 'probe-1', $tag, \%sent, 60);
@@ -279,7 +276,7 @@ sub failover
 	is(scalar(@other), 0, "$tag: until then appends failed only with 57P03 or 25006 ("
 		  . scalar(@$errors) . " attempts)")
 	  or diag("$tag: other errors: @other");
-	return $a unless $o{sync};
+	return ($a, $load, $received) unless $o{sync};
 
 	# the session deleted under load stays deleted
 	my ($ret, $out, $err) = $standby->psql('postgres',
@@ -336,9 +333,13 @@ my ($async_lost, $async_acked);
 	set_sync_standby($primary, '');
 	wait_standby($primary, $standby->name, 'async');
 	my @required = @acked;
-	my $a = failover('A1');
+	my ($a, $load, $received) = failover('A1');
+	# the acknowledged appends whose WAL the standby had received
+	my $in_standby = acked_before_lsn($a, flush_lsns($load), $received);
 	($async_lost) = verify_prefix($standby, \@acked, \%sent, $checked,
-		'async: promoted ' . $standby->name, required => \@required);
+		'async: promoted ' . $standby->name, required => [ @required, @$in_standby ]);
+	diag('async: ' . scalar(@$in_standby) . ' of the ' . scalar(@$a) . ' appends acknowledged in the'
+		  . " round with their WAL at or before what the standby had received ($received), required");
 	$async_acked = scalar(@$a);
 	check_continues($standby, $checked, 'A1-next', \@acked, \%sent,
 		'async: promoted ' . $standby->name);

@@ -73,64 +73,17 @@ sub check_table_once
 }
 
 # Start a load that runs through what follows, until end_load stops it;
-# returns it.  After each append its client prints PostgreSQL's WAL flush
-# position ("X/Y marker session", see flush_lsns) in a statement of its
-# own: the append's WAL record, flushed before the append returned, ends
-# at or before it.
+# returns it.  Each append is followed by PostgreSQL's WAL flush position
+# (append_statements' flush_lsn).
 sub load_on
 {
 	my ($node, $sessions, $tag) = @_;
 	my $load = start_load($node, clients => 4, tag => $tag,
-		statements => sub {
-			my ($c) = @_;
-			return map {
-				my $s = $sessions->[ int(rand(@$sessions)) ];
-				my $u = $s =~ s/^.*-(\d+)$/u-$1/r;
-				my $m = "$tag-c$c-$_";
-				# start_load adds " || ' MARKER SESSION'" to the last one
-				[ "fleetlm.append('$s', '$u', 'text', '{\"m\": \"$m\"}') || ' $m $s';"
-					  . " SELECT pg_current_wal_flush_lsn()::text", $m, $s ]
-			} 1 .. 5000;
-		});
+		statements => sub { append_statements($tag, $_[0], 5000, $sessions, flush_lsn => 1) });
 	$load->{node} = $node;
 	$load->{tag} = $tag;
 	wait_acked($load, 400);    # two lines an append
 	return $load;
-}
-
-# The WAL flush position each client printed after an acknowledged append:
-# { marker => LSN as a number }.
-sub flush_lsns
-{
-	my ($load) = @_;
-	my %lsn;
-	for my $c (1 .. $load->{clients})
-	{
-		open my $fh, '<', "$load->{dir}/client$c.out" or next;
-		while (my $line = <$fh>)
-		{
-			$lsn{$3} = lsn_number($1, $2)
-			  if $line =~ m{^([0-9A-F]+)/([0-9A-F]+) (\S+) \S+\n};
-		}
-		close $fh;
-	}
-	return \%lsn;
-}
-
-sub lsn_number
-{
-	my ($hi, $lo) = @_;
-	return hex($hi) * 2**32 + hex($lo);
-}
-
-# The acknowledged appends of @$acked whose client saw a WAL flush
-# position at or before $lsn ("X/Y") after them: their WAL records end
-# before $lsn.
-sub acked_before_lsn
-{
-	my ($acked, $lsns, $lsn) = @_;
-	my $limit = lsn_number(split m{/}, $lsn);
-	return [ grep { defined $lsns->{ $_->[1] } && $lsns->{ $_->[1] } <= $limit } @$acked ];
 }
 
 # Stop a load: terminate its clients' backends (their statements carry
