@@ -793,44 +793,19 @@ $$ LANGUAGE plproxy ROWS 1;
 
 -------------------------------------------------------------------------
 -- Appends to many sessions in one call (fleetlm's append_many): the
--- elements are split by server (PL/Proxy's SPLIT, each element sent to
--- the lowest partition of its partition's server), so that each server
--- gets its share in one query, where it shares one wait for durability;
--- the servers run in parallel, and the seqs come back in the order of the
--- input.  (Split by partition, a server of many partitions would get one
--- query, and one wait, per partition.)  A fenced partition fails the whole
--- call with 55P03 before anything is sent.  A call with NULL arrays or
--- arrays of different lengths is sent whole to one shard, which rejects
--- it with fleetlm's error.
+-- elements are split by partition (PL/Proxy's SPLIT, on the partition
+-- hashes computed here in one query: RUN ON a hash argument needs no call
+-- per element).  PL/Proxy sends the elements of all partitions of one
+-- server in one query (they share its connection), so each server appends
+-- its share with one wait for durability; the servers run in parallel,
+-- and the seqs come back in the order of the input.  A fenced partition
+-- fails the whole call with 55P03 before anything is sent.  A call with
+-- NULL arrays or arrays of different lengths is sent whole to one shard,
+-- which rejects it with fleetlm's error.
 -------------------------------------------------------------------------
 
--- partition p's server's lowest partition, at index p + 1.  Kept for the
--- session in the setting fleetlm_proxy.server_map with the version of
--- fleetlm_cluster's catalog row (its xmin and ctid, new at every ALTER
--- SERVER) it was read from: reading _shards() costs more than a call.
-CREATE FUNCTION fleetlm._server_partitions()
-RETURNS integer[]
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    version text := (SELECT s.xmin::text || s.ctid::text
-                       FROM pg_foreign_server s WHERE s.srvname = 'fleetlm_cluster');
-    cached  text := current_setting('fleetlm_proxy.server_map', true);
-    map     integer[];
-BEGIN
-    IF cached LIKE version || '=%' THEN
-        RETURN substr(cached, length(version) + 2)::integer[];
-    END IF;
-    map := (SELECT array_agg(sh.first_partition ORDER BY p.p)
-              FROM fleetlm._shards() sh, unnest(sh.partitions) p(p));
-    PERFORM set_config('fleetlm_proxy.server_map', version || '=' || map::text, false);
-    RETURN map;
-END
-$$;
-
 CREATE FUNCTION fleetlm._append_many(
-    targets             integer[],
+    hashes              integer[],
     ords                integer[],
     session_ids         text[],
     sender_ids          text[],
@@ -844,7 +819,7 @@ RETURNS SETOF record
 AS $$
     CLUSTER 'fleetlm_cluster';
     SPLIT ALL;
-    RUN ON targets;
+    RUN ON hashes;
     SELECT ($2::integer[])[a.n] AS ord, a.s AS seq
       FROM fleetlm.append_many($3::text[], $4::text[], $5::text[], $6::jsonb[],
                                $7::jsonb[], $8::text[]) WITH ORDINALITY a(s, n);
@@ -877,7 +852,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n       integer := cardinality(session_ids);
-    servers integer[];
     fenced  text;
 BEGIN
     IF session_ids IS NULL OR sender_ids IS NULL OR kinds IS NULL OR contents IS NULL
@@ -899,11 +873,10 @@ BEGIN
             PERFORM fleetlm._route(fenced);     -- its error
         END IF;
     END IF;
-    servers := fleetlm._server_partitions();
     RETURN QUERY
         SELECT a.seq
           FROM fleetlm._append_many(
-                   ARRAY(SELECT servers[fleetlm.partition_of(s.s) % cardinality(servers) + 1]
+                   ARRAY(SELECT fleetlm.partition_of(s.s)
                            FROM unnest(session_ids) WITH ORDINALITY s(s, i) ORDER BY s.i),
                    ARRAY(SELECT generate_series(1, n)), session_ids, sender_ids, kinds, contents,
                    COALESCE(metadata, array_fill(NULL::jsonb, ARRAY[n])),
@@ -1407,7 +1380,6 @@ GRANT EXECUTE ON FUNCTION
     fleetlm.mark_read(text, text, bigint),
     fleetlm.append_many(text[], text[], text[], jsonb[], jsonb[], text[]),
     fleetlm._append_many(integer[], integer[], text[], text[], text[], jsonb[], jsonb[], text[]),
-    fleetlm._server_partitions(),
     fleetlm._append_many_any(text[], text[], text[], jsonb[], jsonb[], text[]),
     fleetlm.flush(),
     fleetlm._flush_all()
