@@ -9,12 +9,15 @@
 #    backup's end LSN (its manifest) after the append returned; each
 #    session holds a gapless prefix of its acknowledged messages, each once
 #    at its acknowledged seq; appends continue after the last seq.
-# 2. PITR from that backup through the WAL archive to a named restore point
-#    created under load: every message acknowledged before the restore
-#    point was created (or with its WAL before the point's LSN) is there,
-#    none appended after it returned, each session a gapless prefix.
+# 2. PITR from that backup through the WAL archive to a named restore
+#    point created under load: every message acknowledged before the
+#    restore point was created (or with its WAL before the point's LSN) is
+#    there, none appended after it returned, each session a gapless prefix.
+# 3. pg_basebackup of an asynchronous standby under load, restored as a
+#    server of its own: every message whose WAL was before the backup's end
+#    LSN is there, each session a gapless prefix.
 # Replication off:
-# 3. flush(), then pg_basebackup under load, restored: every message
+# 4. flush(), then pg_basebackup under load, restored: every message
 #    acknowledged before the flush (so applied by it) is there, nothing is
 #    applied twice (no marker twice in messages() or in the table, which
 #    equal each other after flush()), seqs gapless; appends work, and the
@@ -31,8 +34,9 @@ use FleetlmTest;
 
 my $t0 = time;
 
-# Start a node restored from $backup of $from; %o: init_from_backup's
-# parameters, conf => extra settings.  Waits until it has left recovery
+# Start a node restored from $backup of $from; %o: init => {
+# init_from_backup's parameters }, conf => extra settings, standalone => 1:
+# not a standby (for a backup of a standby).  Waits until it has left recovery
 # and takes appends (probe appends to probe-1, into %$sent); the errors of
 # the attempts before must be fleetlm's "not ready" (57P03) or a read-only
 # transaction while recovery runs (25006).
@@ -41,6 +45,12 @@ sub restore
 	my ($name, $from, $backup, $sent, %o) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init_from_backup($from, $backup, %{ $o{init} // {} });
+	if ($o{standalone})
+	{
+		# a standby's backup, restored as a server of its own
+		unlink($node->data_dir . '/standby.signal');
+		$node->append_conf('postgresql.conf', "primary_conninfo = ''");
+	}
 	# the copied archive_command would archive into $from's archive
 	$node->append_conf('postgresql.conf', 'archive_mode = off');
 	$node->append_conf('postgresql.conf', $o{conf}) if $o{conf};
@@ -112,6 +122,7 @@ my $sessions = create_sessions($p, 'bk', 4);
 create_sessions($p, 'probe', 1);
 create_sessions($p, 'pit', 1);
 my $checked = [ @$sessions, 'probe-1' ];
+my $sb = fleetlm_standby($p, 'on_standby');
 my $load = load_on($p, $sessions, 'L');
 
 # 1. a base backup under load
@@ -120,6 +131,10 @@ $p->backup('b1');
 my $after_backup = acked_now($load);
 my $manifest = decode_json(slurp_file($p->backup_dir . '/b1/backup_manifest'));
 my $backup_end = $manifest->{'WAL-Ranges'}[-1]{'End-LSN'};
+
+# 3. a base backup of the (asynchronous) standby under load
+$sb->backup('b3');
+my $sb_end = decode_json(slurp_file($sb->backup_dir . '/b3/backup_manifest'))->{'WAL-Ranges'}[-1]{'End-LSN'};
 
 # 2. a restore point under load, with appends known to come before and
 #    after it
@@ -144,6 +159,7 @@ my $total = scalar(@$acked);
 my $lsns = flush_lsns($load);
 my $in_backup = acked_before_lsn($acked, $lsns, $backup_end);
 my $in_rp = acked_before_lsn($acked, $lsns, $rp_lsn);
+my $in_sb = acked_before_lsn($acked, $lsns, $sb_end);
 ok(@$in_backup > @$before_backup,
 	'appends acknowledged while the backup ran had their WAL before its end ('
 	  . scalar(@$in_backup) . " of them by the flush position, backup end $backup_end, "
@@ -178,6 +194,19 @@ ok($p->poll_query_until('postgres',
 	check_continues($r, $checked, 'R1', [], \%s, 'restored backup');
 	$r->stop;
 }
+
+# 3. the standby's backup restored as a server of its own
+{
+	my %s = (%$sent, %pit_sent);
+	my $r = restore('on_from_standby', $sb, 'b3', \%s, standalone => 1);
+	my ($lost) = verify_prefix($r, $acked, \%s, $checked, "standby's backup", required => $in_sb);
+	diag("standby's backup: " . ($total - $lost) . " of the $total acknowledged appends there; "
+		  . scalar(@$in_sb) . " with their WAL before its end $sb_end (required)");
+	check_table_once($r, "standby's backup");
+	check_continues($r, $checked, 'R3', [], \%s, "standby's backup");
+	$r->stop;
+}
+$sb->stop;
 
 # 2. PITR to rp1
 {
