@@ -871,7 +871,8 @@ sub check_continues
 
 # Statements for start_load's statements option: $n appends of client $c
 # to random sessions of $sessions, with the marker "$tag-c$c-<i>" in the
-# content ({"m": marker}).  %o: keyed_every => K: every K-th append
+# content ({"m": marker}, with "pad": N x's with pad => N).  %o:
+# keyed_every => K: every K-th append
 # carries its marker as idempotency key; flush_lsn => 1: after each append
 # a statement of its own prints PostgreSQL's WAL flush position ("X/Y
 # marker session", see flush_lsns): the append's WAL record, flushed before
@@ -887,8 +888,9 @@ sub append_statements
 		my $m = "$tag-c$c-$i";
 		my $key = ($o{keyed_every} && $i % $o{keyed_every} == 0)
 		  ? ", idempotency_key => '$m'" : '';
+		my $pad = $o{pad} ? ", \"pad\": \"" . ('x' x $o{pad}) . '"' : '';
 		# start_load adds " || ' MARKER SESSION'" to the last statement
-		push @st, [ "fleetlm.append('$s', '$u', 'text', '{\"m\": \"$m\"}'$key)"
+		push @st, [ "fleetlm.append('$s', '$u', 'text', '{\"m\": \"$m\"$pad}'$key)"
 			  . ($o{flush_lsn} ? " || ' $m $s'; SELECT pg_current_wal_flush_lsn()::text" : ''),
 			$m, $s ];
 	}

@@ -228,7 +228,7 @@ sub failover
 	# every other append carries its marker as idempotency key; without a
 	# synchronous standby each is followed by the WAL flush position
 	my @stmts = (undef, map { [ append_statements($tag, $_, 3000, $sessions,
-				keyed_every => 2, flush_lsn => !$o{sync}) ] } 1 .. 4);
+				keyed_every => 2, flush_lsn => !$o{sync}, pad => 300) ] } 1 .. 4);
 	my $del = "del-$tag";
 	fleet_query($primary, "SELECT fleetlm.create_session('u-del', 'a-1', session_id => '$del');"
 		  . " SELECT fleetlm.append('$del', 'u-del', 'text', '{}')");
