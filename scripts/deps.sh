@@ -9,6 +9,8 @@
 #   libcurl4-openssl-dev      libcurl (multi interface) for the agent dispatcher
 #   postgresql-15-plproxy     PL/Proxy, which fleetlm_proxy (the scale-out
 #                             coordinator) requires; used by TAP 030_proxy
+#   pgbouncer                 the connection pooler, in front of a shard in
+#                             TAP 031_proxy_move
 #   perl                      perl and prove
 #
 # Idempotent and quiet: does nothing (and prints nothing) when everything is
@@ -19,7 +21,7 @@
 set -euo pipefail
 
 PACKAGES=(build-essential postgresql-15 postgresql-server-dev-15 libkrb5-dev libipc-run-perl libcurl4-openssl-dev
-          postgresql-15-plproxy perl)
+          postgresql-15-plproxy pgbouncer perl)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps.sh: dpkg-query not found; this script supports Debian/Ubuntu only." >&2

@@ -10,10 +10,12 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use Time::HiRes;
 
-our @EXPORT = qw(proxy_node node_connstr result start_waiter $WAITING);
+our @EXPORT = qw(proxy_node node_connstr result start_waiter $WAITING start_pgbouncer);
 
 # The connection string of $node's database postgres, as a partition
 # option names it.
@@ -61,6 +63,40 @@ sub start_waiter
 	$shard->poll_query_until('postgres', "SELECT ($WAITING) > 0")
 	  or die "the long-poll did not reach its shard: $sql";
 	return $waiter;
+}
+
+# A started pgbouncer (Debian pgbouncer) in front of $node's database
+# postgres: transaction pooling, at most $pool_size server connections,
+# any client user (it logs in as $node's superuser), a Unix socket in a
+# new temporary directory.  Returns its connection string and the
+# IPC::Run handle (kill_kill stops it); its log is in that directory.
+sub start_pgbouncer
+{
+	my ($node, $pool_size) = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my $port = PostgreSQL::Test::Cluster::get_free_port();
+	my $user = $node->safe_psql('postgres', 'SELECT current_user');
+	open my $fh, '>', "$dir/pgbouncer.ini" or die "$dir/pgbouncer.ini: $!";
+	print $fh "[databases]\n"
+	  . "postgres = host=" . $node->host . " port=" . $node->port
+	  . " dbname=postgres user=$user pool_size=$pool_size\n"
+	  . "[pgbouncer]\n"
+	  . "listen_addr =\nunix_socket_dir = $dir\nlisten_port = $port\n"
+	  . "auth_type = any\npool_mode = transaction\nmax_client_conn = 200\n"
+	  . "ignore_startup_parameters = extra_float_digits,options\n"
+	  . "logfile = $dir/pgbouncer.log\npidfile = $dir/pgbouncer.pid\n";
+	close $fh;
+	my $h = IPC::Run::start([ 'pgbouncer', "$dir/pgbouncer.ini" ],
+		'>', "$dir/stdout", '2>', "$dir/stderr");
+	my $connstr = "host=$dir port=$port dbname=postgres";
+	for my $try (1 .. 100)
+	{
+		return ($connstr, $h)
+		  if IPC::Run::run([ 'psql', '-XAtq', '-d', $connstr, '-c', 'SELECT 1' ],
+			'>', \my $out, '2>', \my $err);
+		Time::HiRes::usleep(100_000);
+	}
+	die "pgbouncer did not start: " . PostgreSQL::Test::Utils::slurp_file("$dir/pgbouncer.log");
 }
 
 # The output of $q on $node, or "ERROR <SQLSTATE>: <message>" for its

@@ -12,12 +12,16 @@
 # unchanged by the move; a deleted session does not come back; a
 # long-poll that waited on the old server is cancelled; the steps refuse
 # to run unfenced; the clients' stderr holds only the fence's errors.
+# Then the moved partitions go through a pgbouncer in transaction pooling:
+# 8 clients and a long-poll through the coordinator on 3 server
+# connections, and SET LOCAL in a pooled transaction.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use IPC::Run;
 use FleetlmTest;
 use FleetlmProxy;
 
@@ -213,16 +217,6 @@ cmp_ok(scalar(grep { $part{ $load->{sent}{$_} } != $P && $part{ $load->{sent}{$_
 cmp_ok(scalar(keys %{ $load->{failed} }), '>', 0,
 	scalar(keys %{ $load->{failed} }) . ' appends to a fenced partition failed with 55P03');
 
-# every session on the shard of its partition, and only there
-for my $k (0 .. 2)
-{
-	my @mine = grep { $home[ $part{$_} ] == $k } @live;
-	is(sql($shard[$k], 'SELECT string_agg(session_id, \' \' ORDER BY session_id) FROM fleetlm.sessions'),
-		join(' ', sort @mine), "shard $k holds exactly the live sessions of its partitions");
-	my %mine = map { $_ => 1 } @mine;
-	verify_acked($shard[$k], [ grep { $mine{ $_->[2] } } @acked ], \%sent, \@mine, "shard $k");
-}
-
 # keyed retries through the coordinator return the original seqs
 my @retry = map { my $s = $_; map { [ $s, $_ ] } (1, 2) } (@P, @Q);
 my $retry_q = join(' UNION ALL ', map {
@@ -248,10 +242,72 @@ for my $s ($goneP, $goneQ)
 	my $last = sql($coord, "SELECT fleetlm.last_seq('$P[1]')");
 	my $w = start_waiter($coord, $shard[2],
 		"SELECT 'woke ' || string_agg(seq::text, ',') FROM fleetlm.wait_for_messages('$P[1]', $last, '30s');");
-	sql($coord, "SELECT fleetlm.append('$P[1]', 'u', 'text', '{}')");
+	my $seq = sql($coord, "SELECT fleetlm.append('$P[1]', 'u', 'text', '{\"m\": \"wake-1\"}')");
+	push @acked, [ $seq, 'wake-1', $P[1] ];
+	$sent{'wake-1'} = $P[1];
 	my $got = $w->query_until(qr/woke .*\n/, '');
 	$w->quit;
 	like($got, qr/woke ${\($last + 1)}\n/, 'a long-poll of a moved session is woken by an append on its new server');
+}
+
+# --- pgbouncer in front of shard 2 ------------------------------------------
+# Partitions P and Q now go through a pgbouncer in transaction pooling with
+# 3 server connections: 8 clients append through the coordinator (8
+# coordinator backends, each with its own PL/Proxy connection to the
+# bouncer) while a long-poll holds one server connection; a SET LOCAL in a
+# pooled transaction does not leak to the next one.
+{
+	my ($bconn, $bouncer) = start_pgbouncer($shard[2], 3);
+	sql($coord, "ALTER SERVER fleetlm_cluster OPTIONS (SET p$P '$bconn', SET p$Q '$bconn')");
+	my $on2 = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+	  . " AND pid <> pg_backend_pid()";
+	my $last = sql($coord, "SELECT fleetlm.last_seq('$Q[1]')");
+	my $w = start_waiter($coord, $shard[2],
+		"SELECT 'woke ' || string_agg(seq::text, ',') FROM fleetlm.wait_for_messages('$Q[1]', $last, '60s');");
+	my @pq = grep { $_ ne $Q[1] } (@P, @Q);
+	my $bload = start_load($coord, clients => 8, per_client => 150, sessions => \@pq, tag => 'B',
+		verbose => 1);
+	my $max = 0;
+	for (1 .. 20)
+	{
+		my $c = sql($shard[2], $on2);
+		$max = $c if $c > $max;
+		usleep(50_000);
+	}
+	my ($acked_b, $sent_b) = finish_load($bload);
+	check_client_errors($bload, 'clients through pgbouncer', may_end_early => 0);
+	is(scalar(@$acked_b), 8 * 150, 'every append through the coordinator and pgbouncer acknowledged');
+	push @acked, @$acked_b;
+	%sent = (%sent, %$sent_b);
+	cmp_ok($max, '<=', 3, "shard 2 had at most 3 client backends (the pool) under 8 clients and a long-poll (at most $max)");
+	my $seq = sql($coord, "SELECT fleetlm.append('$Q[1]', 'u', 'text', '{\"m\": \"wake-2\"}')");
+	push @acked, [ $seq, 'wake-2', $Q[1] ];
+	$sent{'wake-2'} = $Q[1];
+	my $got = $w->query_until(qr/woke .*\n/, '');
+	$w->quit;
+	like($got, qr/woke ${\($last + 1)}\n/, 'a long-poll through the coordinator and pgbouncer is woken');
+
+	my ($rc, $out, $err) = ('', '', '');
+	$rc = IPC::Run::run([ 'psql', '-XAtq', '-d', $bconn, '-c',
+			"BEGIN; SET LOCAL fleetlm.synchronous_append = off;"
+			  . " SELECT fleetlm.append('$Q[2]', 'u', 'text', '{\"m\": \"local-1\"}'); COMMIT;",
+			'-c', 'SHOW fleetlm.synchronous_append' ], '>', \$out, '2>', \$err);
+	my ($lseq, $show) = split /\n/, $out;
+	ok($rc && $err eq '', 'SET LOCAL and an append in one transaction through pgbouncer') or diag($err);
+	is($show, 'on', 'the next transaction on the pooled connection has synchronous_append on again');
+	push @acked, [ $lseq, 'local-1', $Q[2] ];
+	$sent{'local-1'} = $Q[2];
+	$bouncer->kill_kill;
+}
+
+# every session on the shard of its partition, and only there
+for my $k (0 .. 2)
+{
+	my @mine = grep { $home[ $part{$_} ] == $k } @live;
+	is(sql($shard[$k], 'SELECT string_agg(session_id, \' \' ORDER BY session_id) FROM fleetlm.sessions'),
+		join(' ', sort @mine), "shard $k holds exactly the live sessions of its partitions");
+	my %mine = map { $_ => 1 } @mine;
+	verify_acked($shard[$k], [ grep { $mine{ $_->[2] } } @acked ], \%sent, \@mine, "shard $k");
 }
 
 $_->stop for ($coord, @shard);
