@@ -572,19 +572,25 @@ BEGIN
     END IF;
 
     -- the read cursors: one per participant, within the session's seqs
-    SELECT c.participant_id, c.last_read_seq INTO bad
+    SELECT c.participant_id, c.last_read_seq,
+           count(*) OVER (PARTITION BY c.participant_id) AS copies
+      INTO bad
       FROM jsonb_populate_recordset(NULL::fleetlm.cursors, session->'cursors') c
-     WHERE COALESCE(c.participant_id, '') = ''
-        OR c.last_read_seq IS NULL OR c.last_read_seq < 0 OR c.last_read_seq > n
-        OR (SELECT count(*) FROM jsonb_populate_recordset(NULL::fleetlm.cursors, session->'cursors') d
-             WHERE d.participant_id = c.participant_id) > 1
+     ORDER BY (COALESCE(c.participant_id, '') = ''
+               OR c.last_read_seq IS NULL OR c.last_read_seq < 0 OR c.last_read_seq > n) DESC,
+              copies DESC
      LIMIT 1;
-    IF FOUND THEN
+    IF FOUND AND bad.copies > 1 THEN
+        RAISE EXCEPTION 'participant "%" has % read cursors in fleetlm session "%"',
+                bad.participant_id, bad.copies, s.session_id
+            USING ERRCODE = 'invalid_parameter_value';
+    ELSIF FOUND AND (COALESCE(bad.participant_id, '') = '' OR bad.last_read_seq IS NULL
+                     OR bad.last_read_seq < 0 OR bad.last_read_seq > n) THEN
         RAISE EXCEPTION 'bad read cursor of participant "%" of fleetlm session "%": last_read_seq %',
                 COALESCE(bad.participant_id, 'NULL'), s.session_id,
                 COALESCE(bad.last_read_seq::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = format('Each participant once, with a last_read_seq from 0 to %s.', n);
+                  HINT = format('A participant id and a last_read_seq from 0 to %s.', n);
     END IF;
 
     -- checks its ids and metadata; 23505 if the session exists here
