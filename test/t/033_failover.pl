@@ -17,6 +17,8 @@
 #    to the one the kill interrupted, get their acknowledged seqs back and
 #    append nothing twice; a fresh standby of the new primary is built for
 #    the next round.  Each client's stderr holds only what the kill explains.
+#    In rounds 4 and 8 the clients pipeline their appends (libpq pipeline
+#    mode, test/pipeline_client.c, 5 appends a Sync), if it builds.
 #    Before each kill, reads of the hot standby under load see each session
 #    gapless, nothing twice, no seq changing content; in rounds 3 and 6 the
 #    standby crashes (immediate stop) and recovers under load first.
@@ -37,6 +39,7 @@ use Time::HiRes qw(usleep time);
 use FleetlmTest;
 
 my $t0 = time;
+my $pipeline_client = build_pipeline_client();
 # flush_interval 60 s (the maximum): the applier of p0 moves nothing into
 # the table before part 3, but for flush() and recovery
 my $primary = fleetlm_primary('p0', conf => { 'fleetlm.flush_interval' => '60s' });
@@ -234,7 +237,8 @@ sub failover
 		  . " SELECT fleetlm.append('$del', 'u-del', 'text', '{}')");
 	my %from = map { $_ => fleet_query($primary, "SELECT fleetlm.last_seq('$_')") } @$checked;
 	my $load = start_load($primary, clients => 4, tag => $tag,
-		statements => sub { return @{ $stmts[ $_[0] ] } });
+		statements => sub { return @{ $stmts[ $_[0] ] } },
+		$o{pipeline} ? (pipeline => $o{pipeline}, pipeline_client => $pipeline_client) : ());
 	%sent = (%sent, %{ $load->{sent} });
 	my $target = 100 + int(rand(900));    # acknowledged appends
 	my $lines = $o{sync} ? 1 : 2;         # output lines an append
@@ -314,7 +318,9 @@ my $rounds = 8;
 for my $k (1 .. $rounds)
 {
 	my $tag = "K$k";
-	failover($tag, sync => 1, standby_crash => $k % 3 == 0);
+	# rounds 4 and 8: the clients pipeline their appends, 5 a Sync
+	failover($tag, sync => 1, standby_crash => $k % 3 == 0,
+		pipeline => ($k % 4 == 0 && $pipeline_client ? 5 : 0));
 	verify_acked($standby, \@acked, \%sent, $checked, "$tag: promoted " . $standby->name);
 	check_continues($standby, $checked, "$tag-next", \@acked, \%sent,
 		"$tag: promoted " . $standby->name);
