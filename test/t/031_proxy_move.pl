@@ -304,6 +304,7 @@ for my $s ($goneP, $goneQ)
 for my $k (0 .. 2)
 {
 	my @mine = grep { $home[ $part{$_} ] == $k } @live;
+	sql($shard[$k], 'SELECT fleetlm.flush()');    # the old copies' deletions applied
 	is(sql($shard[$k], 'SELECT string_agg(session_id, \' \' ORDER BY session_id) FROM fleetlm.sessions'),
 		join(' ', sort @mine), "shard $k holds exactly the live sessions of its partitions");
 	my %mine = map { $_ => 1 } @mine;
