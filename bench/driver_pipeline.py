@@ -13,6 +13,9 @@ ways:
             cursor.executemany(append, DEPTH parameter sets,
             returning=True): the driver's own batch, which psycopg sends
             as one pipeline; a reference, not the goal's workload
+  select    the pipeline of `pipeline` with a SELECT of the same two
+            parameters instead of the append: what the driver itself
+            costs, the ceiling of `pipeline` (a reference)
 
 Prints one line, "mode=M depth=D appends=A seconds=S rate=R", where S is
 the wall time of the loop and R = A / S.  Every seq returned is checked
@@ -36,6 +39,8 @@ except ImportError:
 APPEND = ("SELECT fleetlm.append(%s, %s, 'text', '{\"text\": \"Hi, I was charged "
           "twice for my subscription this month. Could you check invoice "
           "4417 for me?\"}')")
+# the same round trip without fleetlm: a positive number, like a seq
+SELECT = "SELECT length(%s::text) + length(%s::text)"
 
 
 def one_by_one(conn, deadline, nsessions):
@@ -50,15 +55,15 @@ def one_by_one(conn, deadline, nsessions):
     return n
 
 
-def pipelined(conn, deadline, nsessions, depth):
-    """Append DEPTH messages per pipeline until the deadline."""
+def pipelined(conn, deadline, nsessions, depth, query=APPEND):
+    """Run DEPTH queries (appends) per pipeline until the deadline."""
     n = 0
     while time.monotonic() < deadline:
         cursors = []
         with conn.pipeline():
             for _ in range(depth):
                 i = random.randint(1, nsessions)
-                cursors.append(conn.execute(APPEND, (f"bench-{i}", f"user-{i}")))
+                cursors.append(conn.execute(query, (f"bench-{i}", f"user-{i}")))
         for cur in cursors:
             seq = cur.fetchone()[0]
             if seq < 1:
@@ -89,7 +94,7 @@ def execute_many(conn, deadline, nsessions, depth):
 
 
 def main():
-    if len(sys.argv) not in (5, 6) or sys.argv[2] not in ("one", "pipeline", "executemany"):
+    if len(sys.argv) not in (5, 6) or sys.argv[2] not in ("one", "pipeline", "executemany", "select"):
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         sys.exit(2)
     conninfo, mode = sys.argv[1], sys.argv[2]
@@ -103,6 +108,8 @@ def main():
             depth = 1
         elif mode == "pipeline":
             n = pipelined(conn, deadline, nsessions, depth)
+        elif mode == "select":
+            n = pipelined(conn, deadline, nsessions, depth, SELECT)
         else:
             n = execute_many(conn, deadline, nsessions, depth)
         secs = time.monotonic() - start

@@ -128,12 +128,14 @@ if ($ctx->{driver} && $ctx->{driver}{text})
 {
 	my $d = $ctx->{driver};
 	$s .= "\n## Driver pipeline (psycopg 3)\n\n"
-	  . "bench/driver_pipeline.py, one connection (autocommit), appending append_small's message to random sessions bench-1..$ctx->{NSESSIONS}, $ctx->{DURATION}s per round, the two modes alternated: one = conn.execute(...).fetchone() per append; pipeline = $d->{depth} cursor.execute(...) in `with conn.pipeline():` (one Sync), then the seqs fetched; executemany (a reference) = cursor.executemany(..., $d->{depth} parameter sets, returning=True). Sustained: appends / (seconds + the applier's drain after the round). fsync rounds: fleetlm.stat.fsyncs delta. The verdict compares the medians of the sustained rates over the quiet rounds (all rounds if fewer than 2 are quiet).\n\n"
+	  . "bench/driver_pipeline.py, one connection (autocommit), appending append_small's message to random sessions bench-1..$ctx->{NSESSIONS}, $ctx->{DURATION}s per run, the modes alternated in each round: one = conn.execute(...).fetchone() per append; pipeline = $d->{depth} cursor.execute(...) in `with conn.pipeline():` (one Sync), then the seqs fetched; references: executemany = cursor.executemany(..., $d->{depth} parameter sets, returning=True), select = the pipeline of $d->{depth} with `SELECT length(\$1::text) + length(\$2::text)` instead of the append (what the driver alone costs). Sustained: appends / (seconds + the applier's drain after the round). fsync rounds: fleetlm.stat.fsyncs delta. The verdict compares the medians of the sustained rates over the quiet rounds (all rounds if fewer than 2 are quiet).\n\n"
 	  . $d->{text};
 	$s .= sprintf("\nmedians: one by one %.0f, pipeline of %d %.0f appends/s: %sx (goal >= 5: %s)\n",
 		$d->{one}, $d->{depth}, $d->{pipeline}, $d->{ratio}, $d->{verdict}) if defined $d->{ratio};
 	$s .= sprintf("\nreference, not the goal: executemany of %d (psycopg's own batch) %.0f appends/s, %sx one by one\n",
 		$d->{depth}, $d->{executemany}, $d->{executemany_ratio}) if defined $d->{executemany_ratio};
+	$s .= sprintf("\nreference, not the goal: the same pipeline of %d with a SELECT of the two parameters instead of the append (the driver's own ceiling) %.0f statements/s, %sx one append by one\n",
+		$d->{depth}, $d->{select}, $d->{select_ratio}) if defined $d->{select_ratio};
 }
 elsif ($ctx->{DRIVER_SKIPPED})
 {

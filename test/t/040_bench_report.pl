@@ -163,6 +163,9 @@ is(driver_summary([ $d[0] ], 15)->{ratio}, undef, 'no pipeline round: no ratio')
 $ds = driver_summary([ @d[ 0, 1 ], { %{ $d[1] }, mode => 'executemany', rate_sustained => 12000 } ], 15);
 is_deeply([ @$ds{qw(executemany executemany_ratio verdict)} ], [ 12000, '12.00', 'MET' ],
 	'executemany is a reference ratio, the verdict stays the pipeline\'s');
+$ds = driver_summary([ @d[ 0, 1 ], { %{ $d[1] }, mode => 'select', rate_sustained => 3000 } ], 15);
+is_deeply([ @$ds{qw(select_ratio ratio verdict)} ], [ '3.00', '5.00', 'MET' ],
+	'the select pipeline (the driver alone) is a reference too');
 
 # --- idle waiters
 my @ir = (

@@ -498,8 +498,8 @@ sub rss_summary
 
 # The driver rounds (rows of driver.csv): the median sustained rate of each
 # mode over the quiet rounds (all if fewer than 2 are quiet), the ratio
-# pipeline / one and its verdict (>= 5), executemany / one for reference,
-# and a Markdown table.
+# pipeline / one and its verdict (>= 5), for reference executemany / one
+# and select / one (the driver's own ceiling), and a Markdown table.
 sub driver_summary
 {
 	my ($rows, $limit) = @_;
@@ -529,11 +529,12 @@ sub driver_summary
 	$s{pipeline} = $pipe;
 	$s{ratio} = ratio($pipe, $one);
 	$s{verdict} = verdict($s{ratio}, 5);
-	my $many = median(@{ $rates{executemany} || [] });
-	if (defined $many)
+	for my $ref ('executemany', 'select')
 	{
-		$s{executemany} = $many;
-		$s{executemany_ratio} = ratio($many, $one);
+		my $m = median(@{ $rates{$ref} || [] });
+		next unless defined $m;
+		$s{$ref} = $m;
+		$s{"${ref}_ratio"} = ratio($m, $one);
 	}
 	return \%s;
 }
