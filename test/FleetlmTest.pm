@@ -31,7 +31,7 @@ our @EXPORT = qw(fleetlm_node create_sessions start_load finish_load wait_acked
   agent_node wait_answer answers_of
   fleetlm_primary fleetlm_standby set_sync_standby wait_writable
   wait_standby verify_prefix check_continues acked_now
-  append_statements flush_lsns lsn_number acked_before_lsn);
+  append_statements flush_lsns lsn_number acked_before_lsn pg_wal_shim kill9_all);
 
 # A started node with fleetlm preloaded and created in database postgres.
 # %conf: extra settings (name => value).
@@ -588,11 +588,58 @@ sub build_pipeline_client
 # compiler.
 sub build_fsync_shim
 {
+	return build_shim('fsync_shim');
+}
+
+# Compile test/$name.c into a shared library; returns its path, or undef
+# without a C compiler.
+sub build_shim
+{
+	my ($name) = @_;
 	my $dir = PostgreSQL::Test::Utils::tempdir();
-	my $src = "$ENV{TESTDIR}/test/fsync_shim.c";
+	my $src = "$ENV{TESTDIR}/test/$name.c";
 	return undef
-	  unless system("cc -shared -fPIC -O2 -o $dir/fsync_shim.so $src -ldl") == 0;
-	return "$dir/fsync_shim.so";
+	  unless system("cc -shared -fPIC -O2 -o $dir/$name.so $src -ldl") == 0;
+	return "$dir/$name.so";
+}
+
+# SIGKILL to the node's postmaster and all its children at once, as a
+# power loss would stop them (after a kill -9 of the postmaster alone, its
+# children may go on for a moment).
+sub kill9_all
+{
+	my ($node) = @_;
+	my $pm = $node->{_pid};
+	my @pids = ($pm);
+	opendir my $d, '/proc' or die "/proc: $!";
+	for my $p (grep { /^\d+$/ } readdir $d)
+	{
+		open my $fh, '<', "/proc/$p/stat" or next;
+		my $stat = <$fh> // '';
+		close $fh;
+		push @pids, $p if $stat =~ /^\d+ \(.*\) \S (\d+) / && $1 == $pm;
+	}
+	closedir $d;
+	kill 'KILL', @pids;
+	$node->{_pid} = undef;
+	for my $try (1 .. 300)
+	{
+		last unless grep { kill(0, $_) } @pids;
+		usleep(10_000);
+	}
+	return scalar(@pids);
+}
+
+# test/pg_wal_shim.c, built: returns (the .so's path, the path of its
+# trigger file), or () without a C compiler.  Only the nodes started with
+# LD_PRELOAD = the .so and FLEETLM_STALL_PG_WAL = the trigger in their
+# environment stall, while the trigger exists (fsync_fault_on and
+# fsync_fault_off).
+sub pg_wal_shim
+{
+	my $shim = build_shim('pg_wal_shim');
+	return () unless defined $shim;
+	return ($shim, PostgreSQL::Test::Utils::tempdir() . '/pg-wal-stall-now');
 }
 
 # Arm test/fsync_shim.c for the nodes this test starts afterwards: builds

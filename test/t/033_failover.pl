@@ -8,7 +8,7 @@
 #    wait as a commit does (wait event SyncRep), a cancel ends the wait with
 #    the commit's WARNING and the result (it is durable locally), and with
 #    the standby back appends complete and the standby holds those messages.
-# 3. Eight rounds, the roles swapping: concurrent clients append, the
+# 3. Six rounds, the roles swapping: concurrent clients append, the
 #    primary is killed (SIGKILL to the postmaster), the synchronous standby
 #    promoted; once appends work on it, every acknowledged message (of every
 #    round so far) is there exactly once at its seq, seqs are gapless,
@@ -17,11 +17,15 @@
 #    to the one the kill interrupted, get their acknowledged seqs back and
 #    append nothing twice; a fresh standby of the new primary is built for
 #    the next round.  Each client's stderr holds only what the kill explains.
-#    In rounds 4 and 8 the clients pipeline their appends (libpq pipeline
+#    In rounds 2 and 5 the clients pipeline their appends (libpq pipeline
 #    mode, test/pipeline_client.c, 5 appends a Sync), if it builds.
 #    Before each kill, reads of the hot standby under load see each session
 #    gapless, nothing twice, no seq changing content; in rounds 3 and 6 the
 #    standby crashes (immediate stop) and recovers under load first.
+# 5. A hole in the replicated log (see part 5 below): a record the primary
+#    synced to its fleetlm WAL but never got into PostgreSQL's WAL before a
+#    kill -9, recovered at its restart and acknowledged to a keyed retry,
+#    is on the standby promoted later.
 # 4. An asynchronous standby promoted after a kill: each session holds a
 #    gapless prefix of its acknowledged messages (the loss window is the
 #    replication lag), everything acknowledged in the synchronous rounds
@@ -171,7 +175,7 @@ my (@acked, %sent);
 
 # ---------------------------------------------------------------------------
 # 3. kill -9 of the primary under load, promote the synchronous standby,
-#    rebuild a standby of the new primary: eight rounds
+#    rebuild a standby of the new primary: six rounds
 
 # Reads of the hot standby while the primary takes appends: $n snapshots
 # of every session of $checked after the seq $from->{session}.  Each must
@@ -314,13 +318,13 @@ sub failover
 }
 
 my $flush = '100ms';
-my $rounds = 8;
+my $rounds = 6;
 for my $k (1 .. $rounds)
 {
 	my $tag = "K$k";
-	# rounds 4 and 8: the clients pipeline their appends, 5 a Sync
+	# rounds 2 and 5: the clients pipeline their appends, 5 a Sync
 	failover($tag, sync => 1, standby_crash => $k % 3 == 0,
-		pipeline => ($k % 4 == 0 && $pipeline_client ? 5 : 0));
+		pipeline => ($k % 3 == 2 && $pipeline_client ? 5 : 0));
 	verify_acked($standby, \@acked, \%sent, $checked, "$tag: promoted " . $standby->name);
 	check_continues($standby, $checked, "$tag-next", \@acked, \%sent,
 		"$tag: promoted " . $standby->name);
@@ -351,8 +355,106 @@ my ($async_lost, $async_acked);
 		'async: promoted ' . $standby->name);
 }
 
+# ---------------------------------------------------------------------------
+# 5. a hole in the replicated log: the primary dies after a flush round
+#    synced its bytes to the fleetlm WAL but before PostgreSQL's WAL held
+#    them (test/pg_wal_shim.c stalls the pg_wal fsync of a plain commit, so
+#    the round's XLogFlush waits for WALWriteLock with its record in shared
+#    memory); the restarted primary recovers the record from its files, a
+#    keyed retry is acknowledged with its seq, and after a failover the
+#    standby, which never received the record itself, has it
+my $hole = 'not run';
+SKIP:
+{
+	my ($shim, $trigger) = pg_wal_shim();
+	skip 'cannot build test/pg_wal_shim.c', 15 unless defined $shim;
+	$standby->stop;
+	my $hp;
+	{
+		local $ENV{LD_PRELOAD} = $shim;
+		local $ENV{FLEETLM_STALL_PG_WAL} = $trigger;
+		$hp = fleetlm_primary('h0', conf => { 'fleetlm.flush_interval' => '60s' });
+	}
+	my $hsessions = create_sessions($hp, 'ho', 2);
+	create_sessions($hp, 'probe', 1);
+	fleet_query($hp, 'CREATE TABLE stall (i int)');
+	my $hs = fleetlm_standby($hp, 'h1', sync => 1);
+	my %hsent;
+	my $load = start_load($hp, sessions => $hsessions, clients => 2, per_client => 100, tag => 'H0');
+	my ($hacked, $s0) = finish_load($load);
+	%hsent = %$s0;
+	check_client_errors($load, 'hole: before', may_end_early => 0);
+	my $durable = fleet_query($hp, 'SELECT durable_lsn FROM fleetlm.stats()');
+
+	fsync_fault_on($trigger);
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my %h;
+	$hsent{'HOLE-1'} = 'ho-1';
+	my %sql = (commit => 'INSERT INTO stall VALUES (1)',
+		append => "SELECT fleetlm.append('ho-1', 'u-1', 'text', '{\"m\": \"HOLE-1\"}', idempotency_key => 'HOLE-1')");
+	for my $k ('commit', 'append')
+	{
+		$h{$k} = IPC::Run::start(
+			[ 'psql', '-XAtq', '-d', $hp->connstr('postgres') . " application_name=hole_$k", '-c', $sql{$k} ],
+			'>', "$dir/$k.out", '2>', "$dir/$k.err", IPC::Run::timeout(120));
+		# the commit first: it holds WALWriteLock in its stalled fsync
+		ok($hp->poll_query_until('postgres',
+				$k eq 'commit'
+				? "SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'hole_commit' AND wait_event = 'WALSync'"
+				: "SELECT count(*) > 0 FROM pg_stat_activity WHERE wait_event_type = 'LWLock' AND wait_event = 'WALWrite'"
+				  . " AND (application_name = 'hole_append' OR pid = (SELECT writer_pid FROM fleetlm.stats()))"),
+			$k eq 'commit'
+			? 'hole: a commit stalls in the fsync of pg_wal'
+			: "hole: the append's flush round waits for WALWriteLock, its record in the fleetlm WAL only");
+	}
+	# all its processes at once: none may finish the stalled fsync
+	kill9_all($hp);
+	fsync_fault_off($trigger);
+	for my $k ('commit', 'append')
+	{
+		eval { $h{$k}->finish; 1 } or $h{$k}->kill_kill;
+	}
+	is(slurp_file("$dir/append.out"), '', 'hole: the append was not acknowledged');
+	restart_node($hp);
+	wait_ready($hp);
+	my ($from, $to) = slurp_file($hp->logfile) =~ /.*fleetlm recovery complete: replayed \d+ records from position (\d+) to (\d+)/s;
+	ok(defined $to && $to > $durable,
+		"hole: the restarted primary recovered the record from its fleetlm WAL (log to $to, durable was $durable)");
+	my $seq = fleet_query($hp,
+		"SELECT fleetlm.append('ho-1', 'u-1', 'text', '{\"m\": \"HOLE-1\"}', idempotency_key => 'HOLE-1')");
+	push @$hacked, [ $seq, 'HOLE-1', 'ho-1' ];
+	$load = start_load($hp, sessions => $hsessions, clients => 2, per_client => 100, tag => 'H1');
+	my ($a1, $s1) = finish_load($load);
+	push @$hacked, @$a1;
+	%hsent = (%hsent, %$s1);
+	check_client_errors($load, 'hole: after', may_end_early => 0);
+	$hp->wait_for_catchup($hs);
+	is($hs->safe_psql('postgres',
+			"SELECT count(*) FROM fleetlm.messages('ho-1', 0, 1000) WHERE content->>'m' = 'HOLE-1'"),
+		'1', 'hole: the hot standby reads the recovered message once');
+	# whether the standby's own fleetlm WAL lacks the record (zeroes at its
+	# position): the hole this part is about; not asserted, as a primary
+	# that logged its recovered tail again would be right too
+	my $seg = int($durable / (1 << 20)) * (1 << 20);
+	my $bytes = '';
+	if (open my $fh, '<:raw', wal_dir($hs) . sprintf('/%016X', $seg))
+	{
+		seek($fh, $durable - $seg, 0);
+		read($fh, $bytes, $to - $durable);
+		close $fh;
+	}
+	my $standby_has = $bytes eq "\0" x ($to - $durable) ? 'not in the standby\'s fleetlm WAL' : 'in the standby\'s fleetlm WAL';
+	$hp->kill9;
+	$hs->promote;
+	my ($w, $errors) = wait_writable($hs, 'probe-1', 'hole', \%hsent, 60);
+	ok(defined $w, 'hole: appends work on the promoted standby') or diag("@$errors");
+	verify_acked($hs, $hacked, \%hsent, $hsessions, 'hole: promoted h1');
+	$hole = "HOLE-1 at seq $seq survived, recovered log $from..$to, durable was $durable, its bytes $standby_has";
+	$hs->stop;
+}
+
 diag(sprintf("033_failover: %d synchronous + 1 asynchronous failovers (kill -9), %d acknowledged appends checked,"
-		  . " %d of the %d acknowledged in the asynchronous round lost (its replication lag), %.0f s",
-		$rounds, scalar(@acked), $async_lost, $async_acked, time - $t0));
+		  . " %d of the %d acknowledged in the asynchronous round lost (its replication lag); hole: %s; %.0f s",
+		$rounds, scalar(@acked), $async_lost, $async_acked, $hole, time - $t0));
 $standby->stop;
 done_testing();
