@@ -40,16 +40,23 @@ stalled(int fd)
 	return strstr(path, "/pg_wal/") != NULL;
 }
 
+/* wait while stalled, then call the real function `name` (cached in *real) */
+static int
+stall_then(const char *name, int (**real) (int), int fd)
+{
+	if (*real == NULL)
+		*real = (int (*) (int)) dlsym(RTLD_NEXT, name);
+	while (stalled(fd))
+		usleep(10000);
+	return (*real) (fd);
+}
+
 int
 fdatasync(int fd)
 {
 	static int	(*real) (int) = NULL;
 
-	if (real == NULL)
-		real = (int (*) (int)) dlsym(RTLD_NEXT, "fdatasync");
-	while (stalled(fd))
-		usleep(10000);
-	return real(fd);
+	return stall_then("fdatasync", &real, fd);
 }
 
 int
@@ -57,9 +64,5 @@ fsync(int fd)
 {
 	static int	(*real) (int) = NULL;
 
-	if (real == NULL)
-		real = (int (*) (int)) dlsym(RTLD_NEXT, "fsync");
-	while (stalled(fd))
-		usleep(10000);
-	return real(fd);
+	return stall_then("fsync", &real, fd);
 }
