@@ -31,7 +31,8 @@ our @EXPORT = qw(fleetlm_node create_sessions start_load finish_load wait_acked
   agent_node wait_answer answers_of
   fleetlm_primary fleetlm_standby set_sync_standby wait_writable
   wait_standby verify_prefix check_continues acked_now
-  append_statements flush_lsns lsn_number acked_before_lsn pg_wal_shim kill9_all);
+  append_statements flush_lsns lsn_number acked_before_lsn pg_wal_shim kill9_all
+  batch_markers check_batches);
 
 # A started node with fleetlm preloaded and created in database postgres.
 # %conf: extra settings (name => value).
@@ -919,11 +920,15 @@ sub check_continues
 # Statements for start_load's statements option: $n appends of client $c
 # to random sessions of $sessions, with the marker "$tag-c$c-<i>" in the
 # content ({"m": marker}, with "pad": N x's with pad => N).  %o:
-# keyed_every => K: every K-th append
-# carries its marker as idempotency key; flush_lsn => 1: after each append
-# a statement of its own prints PostgreSQL's WAL flush position ("X/Y
-# marker session", see flush_lsns): the append's WAL record, flushed before
-# the append returned, ends at or before it.
+# keyed_every => K: every K-th append carries its marker as idempotency
+# key; batches => { }, batch_every => K, batch_size => N (default 3):
+# every K-th statement is instead an append_batch of N messages, markers
+# "<marker>", "<marker>.2" ... "<marker>.N", acknowledged as its first
+# seq, and recorded in the hash as marker => [ session, its markers ] (see
+# batch_markers and check_batches); flush_lsn => 1: after each append a
+# statement of its own prints PostgreSQL's WAL flush position ("X/Y marker
+# session", see flush_lsns): the append's WAL record, flushed before the
+# append returned, ends at or before it.
 sub append_statements
 {
 	my ($tag, $c, $n, $sessions, %o) = @_;
@@ -933,15 +938,83 @@ sub append_statements
 		my $s = $sessions->[ int(rand(@$sessions)) ];
 		my $u = $s =~ s/^.*-(\d+)$/u-$1/r;
 		my $m = "$tag-c$c-$i";
-		my $key = ($o{keyed_every} && $i % $o{keyed_every} == 0)
-		  ? ", idempotency_key => '$m'" : '';
 		my $pad = $o{pad} ? ", \"pad\": \"" . ('x' x $o{pad}) . '"' : '';
+		my $expr;
+		if ($o{batch_every} && $i % $o{batch_every} == 0)
+		{
+			my @ms = ($m, map { "$m.$_" } 2 .. ($o{batch_size} // 3));
+			$o{batches}{$m} = [ $s, @ms ];
+			$expr = "(SELECT min(b) FROM fleetlm.append_batch('$s', '$u', '["
+			  . join(', ', map { "{\"kind\": \"text\", \"content\": {\"m\": \"$_\"$pad}}" } @ms)
+			  . "]') b)";
+		}
+		else
+		{
+			my $key = ($o{keyed_every} && $i % $o{keyed_every} == 0)
+			  ? ", idempotency_key => '$m'" : '';
+			$expr = "fleetlm.append('$s', '$u', 'text', '{\"m\": \"$m\"$pad}'$key)";
+		}
 		# start_load adds " || ' MARKER SESSION'" to the last statement
-		push @st, [ "fleetlm.append('$s', '$u', 'text', '{\"m\": \"$m\"$pad}'$key)"
+		push @st, [ $expr
 			  . ($o{flush_lsn} ? " || ' $m $s'; SELECT pg_current_wal_flush_lsn()::text" : ''),
 			$m, $s ];
 	}
 	return @st;
+}
+
+# Add every message of the batches of append_statements to %$sent.
+sub batch_markers
+{
+	my ($batches, $sent) = @_;
+	for my $b (values %$batches)
+	{
+		my ($s, @ms) = @$b;
+		$sent->{$_} = $s for @ms;
+	}
+	return;
+}
+
+# Each append_batch of %$batches is on $node whole, at consecutive seqs of
+# its session, or not at all (those whose first seq was acknowledged:
+# verify_acked's business).  Returns (whole, absent) counts.
+sub check_batches
+{
+	my ($node, $batches, $sessions, $label) = @_;
+	my %at;
+	for my $s (@$sessions)
+	{
+		for my $line (split /\n/, fleet_query($node,
+				"SELECT seq, content->>'m' FROM fleetlm.messages('$s', 0, 100000)"))
+		{
+			my ($seq, $m) = split /\|/, $line;
+			$at{$m} = [ $s, $seq ] if defined $m;
+		}
+	}
+	my ($whole, $absent, @bad) = (0, 0);
+	for my $first (sort keys %$batches)
+	{
+		my ($s, @ms) = @{ $batches->{$first} };
+		my @here = grep { exists $at{$_} } @ms;
+		if (!@here)
+		{
+			$absent++;
+			next;
+		}
+		my $start = $at{$first} ? $at{$first}[1] : -1;
+		my @wrong = grep { !$at{ $ms[$_] } || $at{ $ms[$_] }[0] ne $s || $at{ $ms[$_] }[1] != $start + $_ } 0 .. $#ms;
+		if (@wrong)
+		{
+			push @bad, "$first: " . join(', ', map { $at{$_} ? "$_ at @{ $at{$_} }" : "$_ missing" } @ms);
+		}
+		else
+		{
+			$whole++;
+		}
+	}
+	is(scalar(@bad), 0, "$label: every append_batch whole at consecutive seqs or absent"
+		  . " ($whole whole, $absent absent)")
+	  or diag("$label: broken batches:\n" . join("\n", @bad));
+	return ($whole, $absent);
 }
 
 # The WAL flush positions the clients of a load (of append_statements

@@ -15,8 +15,10 @@
 #    last_seq is the highest seq and appends continue after it; the
 #    clients' keyed appends (every other one), retried on the new primary up
 #    to the one the kill interrupted, get their acknowledged seqs back and
-#    append nothing twice; a fresh standby of the new primary is built for
-#    the next round.  Each client's stderr holds only what the kill explains.
+#    append nothing twice; every fifth statement is an append_batch of 3,
+#    which the promoted standby holds whole at consecutive seqs or not at
+#    all; a fresh standby of the new primary is built for the next round.
+#    Each client's stderr holds only what the kill explains.
 #    In rounds 2 and 5 the clients pipeline their appends (libpq pipeline
 #    mode, test/pipeline_client.c, 5 appends a Sync), if it builds.
 #    Before each kill, reads of the hot standby under load see each session
@@ -234,8 +236,12 @@ sub failover
 	my ($tag, %o) = @_;
 	# every other append carries its marker as idempotency key; without a
 	# synchronous standby each is followed by the WAL flush position
+	# and every fifth is an append_batch of 3
+	my %batches;
 	my @stmts = (undef, map { [ append_statements($tag, $_, 5000, $sessions,
-				keyed_every => 2, flush_lsn => !$o{sync}, pad => 300) ] } 1 .. 4);
+				keyed_every => 2, batch_every => 5, batches => \%batches,
+				flush_lsn => !$o{sync}, pad => 300) ] } 1 .. 4);
+	batch_markers(\%batches, \%sent);
 	my $del = "del-$tag";
 	fleet_query($primary, "SELECT fleetlm.create_session('u-del', 'a-1', session_id => '$del');"
 		  . " SELECT fleetlm.append('$del', 'u-del', 'text', '{}')");
@@ -284,6 +290,7 @@ sub failover
 	is(scalar(@other), 0, "$tag: until then appends failed only with 57P03 or 25006 ("
 		  . scalar(@$errors) . " attempts)")
 	  or diag("$tag: other errors: @other");
+	check_batches($standby, \%batches, $sessions, "$tag: promoted " . $standby->name);
 	return ($a, $load, $received) unless $o{sync};
 
 	# the session deleted under load stays deleted
