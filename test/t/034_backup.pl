@@ -1,6 +1,9 @@
 # 034_backup.pl: base backups and point-in-time recovery of a fleetlm
 # server, taken under load.
 #
+# Every fifth statement of the load is an append_batch of 3: each restored
+# server holds each batch whole at consecutive seqs, or not at all.
+#
 # Replication on (the fleetlm log travels in PostgreSQL's WAL):
 # 1. pg_basebackup while 4 clients append, restored (recovery from the
 #    backup's WAL, no archive, no streaming): every message acknowledged
@@ -84,12 +87,17 @@ sub check_table_once
 
 # Start a load that runs through what follows, until end_load stops it;
 # returns it.  Each append is followed by PostgreSQL's WAL flush position
-# (append_statements' flush_lsn).
+# (append_statements' flush_lsn); every fifth is an append_batch of 3.
 sub load_on
 {
 	my ($node, $sessions, $tag) = @_;
+	my %batches;
 	my $load = start_load($node, clients => 4, tag => $tag,
-		statements => sub { append_statements($tag, $_[0], 5000, $sessions, flush_lsn => 1) });
+		statements => sub {
+			append_statements($tag, $_[0], 5000, $sessions, flush_lsn => 1,
+				batch_every => 5, batches => \%batches);
+		});
+	$load->{batches} = \%batches;
 	$load->{node} = $node;
 	$load->{tag} = $tag;
 	wait_acked($load, 400);    # two lines an append
@@ -98,7 +106,8 @@ sub load_on
 
 # Stop a load: terminate its clients' backends (their statements carry
 # " <tag>-c"), which must all have been running until then, and had no
-# other error.
+# other error.  Returns finish_load's acknowledged appends and the markers
+# sent (the batches' included), and the batches.
 sub end_load
 {
 	my ($load, $label) = @_;
@@ -110,7 +119,8 @@ sub end_load
 	my $e = check_client_errors($load, $label,
 		allowed => [ crash_errors(), qr/^FATAL:  terminating connection due to administrator command$/ ]);
 	is($e->{early}, 4, "$label: every client was still appending when it was stopped");
-	return ($acked, $sent);
+	batch_markers($load->{batches}, $sent);
+	return ($acked, $sent, $load->{batches});
 }
 
 ######################################################################
@@ -154,7 +164,7 @@ for my $i (1 .. 3)
 }
 my $after_rp = acked_now($load);
 
-my ($acked, $sent) = end_load($load, 'replication on: the load');
+my ($acked, $sent, $batches) = end_load($load, 'replication on: the load');
 my $total = scalar(@$acked);
 my $lsns = flush_lsns($load);
 my $in_backup = acked_before_lsn($acked, $lsns, $backup_end);
@@ -191,6 +201,7 @@ ok($p->poll_query_until('postgres',
 		  . scalar(@$in_backup) . " with their WAL before its end (required), "
 		  . scalar(@$after_backup) . " when pg_basebackup returned");
 	check_table_once($r, 'restored backup');
+	check_batches($r, $batches, $sessions, 'restored backup');
 	check_continues($r, $checked, 'R1', [], \%s, 'restored backup');
 	$r->stop;
 }
@@ -214,6 +225,7 @@ ok($p->poll_query_until('postgres',
 		  . scalar(@$before_rp) . " acknowledged before the restore point was created, "
 		  . scalar(@$in_rp) . " with their WAL before it (required)");
 	check_table_once($r, 'PITR');
+	check_batches($r, $batches, $sessions, 'PITR');
 	check_continues($r, [ @$checked, 'pit-1' ], 'R2', [], \%s, 'PITR');
 	$r->stop;
 }
@@ -225,6 +237,7 @@ ok($p->poll_query_until('postgres',
 	diag("standby's backup: " . ($total - $lost) . " of the $total acknowledged appends there; "
 		  . scalar(@$in_sb) . " with their WAL before its end $sb_end (required)");
 	check_table_once($r, "standby's backup");
+	check_batches($r, $batches, $sessions, "standby's backup");
 	check_continues($r, $checked, 'R3', [], \%s, "standby's backup");
 	$r->stop;
 }
@@ -244,7 +257,7 @@ my $before_flush = acked_now($load);
 fleet_query($q, 'SELECT fleetlm.flush()');
 $q->backup('b2');
 my $after_backup2 = acked_now($load);
-($acked, $sent) = end_load($load, 'replication off: the load');
+($acked, $sent, $batches) = end_load($load, 'replication off: the load');
 $total = scalar(@$acked);
 ok(@$after_backup2 > @$before_flush,
 	'replication off: the load ran through the flush and the backup (' . scalar(@$before_flush)
@@ -260,6 +273,7 @@ ok(@$after_backup2 > @$before_flush,
 	diag("replication off: " . ($total - $lost) . " of the $total acknowledged appends there, "
 		  . scalar(@$before_flush) . " acknowledged before the flush");
 	check_table_once($r, 'replication off: restored backup');
+	check_batches($r, $batches, $sessions, 'replication off: restored backup');
 	check_continues($r, $checked, 'R4', [], $sent, 'replication off: restored backup');
 	$r->stop;
 }
