@@ -18,7 +18,8 @@
 #    append nothing twice; every fifth statement is an append_batch of 3,
 #    which the promoted standby holds whole at consecutive seqs or not at
 #    all; a fresh standby of the new primary is built for the next round.
-#    Each client's stderr holds only what the kill explains.
+#    Each client's stderr holds only what the kill explains.  Round 1 is a
+#    planned switchover instead: a fast stop of the primary under load.
 #    In rounds 2 and 5 the clients pipeline their appends (libpq pipeline
 #    mode, test/pipeline_client.c, 5 appends a Sync), if it builds.
 #    Before each kill, reads of the hot standby under load see each session
@@ -268,14 +269,26 @@ sub failover
 		$target = scalar(@{ acked_now($load) }) + 100;
 	}
 	wait_acked($load, $target * $lines);
-	$primary->kill9;
+	my $how = $o{switchover} ? 'fast stop' : 'kill -9';
+	if ($o{switchover})
+	{
+		# a planned switchover: the primary's fast shutdown terminates the
+		# clients' backends, waiting ones among them
+		$primary->stop('fast');
+	}
+	else
+	{
+		$primary->kill9;
+	}
 	my ($a, $s) = finish_load($load);
 	push @acked, @$a;
 	%sent = (%sent, %$s);
-	my $e = check_client_errors($load, "$tag: kill -9 of the primary",
-		allowed => [ crash_errors() ]);
+	my $e = check_client_errors($load, "$tag: $how of the primary",
+		allowed => [ crash_errors(),
+			qr/^FATAL:  terminating connection due to administrator command$/,
+			qr/^WARNING:  canceling the wait for synchronous replication and terminating connection due to administrator command$/ ]);
 	ok(@$a >= $target && $e->{early} == 4,
-		"$tag: the kill hit the load mid-way (" . scalar(@$a)
+		"$tag: the $how hit the load mid-way (" . scalar(@$a)
 		  . " acknowledged, $e->{early} of 4 clients cut off)");
 
 	# what the standby has received (it replays all of it when promoted)
@@ -330,7 +343,8 @@ for my $k (1 .. $rounds)
 {
 	my $tag = "K$k";
 	# rounds 2 and 5: the clients pipeline their appends, 5 a Sync
-	failover($tag, sync => 1, standby_crash => $k % 3 == 0,
+	# round 1 is a planned switchover (fast stop of the primary)
+	failover($tag, sync => 1, standby_crash => $k % 3 == 0, switchover => $k == 1,
 		pipeline => ($k % 3 == 2 && $pipeline_client ? 5 : 0));
 	verify_acked($standby, \@acked, \%sent, $checked, "$tag: promoted " . $standby->name);
 	check_continues($standby, $checked, "$tag-next", \@acked, \%sent,
@@ -460,7 +474,7 @@ SKIP:
 	$hs->stop;
 }
 
-diag(sprintf("033_failover: %d synchronous + 1 asynchronous failovers (kill -9), %d acknowledged appends checked,"
+diag(sprintf("033_failover: %d synchronous (the first a switchover, the others kill -9) + 1 asynchronous failovers, %d acknowledged appends checked,"
 		  . " %d of the %d acknowledged in the asynchronous round lost (its replication lag); hole: %s; %.0f s",
 		$rounds, scalar(@acked), $async_lost, $async_acked, $hole, time - $t0));
 $standby->stop;
