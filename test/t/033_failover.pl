@@ -25,10 +25,6 @@
 #    Before each kill, reads of the hot standby under load see each session
 #    gapless, nothing twice, no seq changing content; in rounds 3 and 6 the
 #    standby crashes (immediate stop) and recovers under load first.
-# 5. A hole in the replicated log (see part 5 below): a record the primary
-#    synced to its fleetlm WAL but never got into PostgreSQL's WAL before a
-#    kill -9, recovered at its restart and acknowledged to a keyed retry,
-#    is on the standby promoted later.
 # 4. An asynchronous standby promoted after a kill: each session holds a
 #    gapless prefix of its acknowledged messages (the loss window is the
 #    replication lag), everything acknowledged in the synchronous rounds
@@ -36,6 +32,12 @@
 #    (pg_last_wal_receive_lsn() after the kill, against the WAL flush
 #    position each client read after each append), and seqs continue after
 #    the node's own last seq.
+# 5. A hole in the replicated log: a record the primary synced to its
+#    fleetlm WAL but never got into PostgreSQL's WAL before it was killed
+#    (test/pg_wal_shim.c), recovered at its restart and acknowledged to a
+#    keyed retry, is on the standby promoted later.
+# 6. A cascading standby follows its upstream's promotion and holds every
+#    acknowledged message when promoted in turn.
 use strict;
 use warnings;
 use IPC::Run;
@@ -472,6 +474,46 @@ SKIP:
 	verify_acked($hs, $hacked, \%hsent, $hsessions, 'hole: promoted h1');
 	$hole = "HOLE-1 at seq $seq survived, recovered log $from..$to, durable was $durable, its bytes $standby_has";
 	$hs->stop;
+}
+
+# ---------------------------------------------------------------------------
+# 6. a cascading standby (streaming from the synchronous standby) follows
+#    its upstream's promotion onto the new timeline, becomes the new
+#    primary's synchronous standby, and holds every acknowledged message
+#    when promoted in turn
+{
+	my $cp = fleetlm_primary('c0', conf => { 'fleetlm.flush_interval' => '60s' });
+	my $csessions = create_sessions($cp, 'ca', 3);
+	create_sessions($cp, 'probe', 1);
+	my $c1 = fleetlm_standby($cp, 'c1', sync => 1);
+	my $c2 = fleetlm_standby($c1, 'c2');
+	my (@cacked, %csent);
+	for my $step ([ $cp, $c1, 'C1' ], [ $c1, $c2, 'C2' ])
+	{
+		my ($up, $down, $tag) = @$step;
+		if ($tag eq 'C2')
+		{
+			# c2 streams from the promoted c1 and becomes its synchronous standby
+			set_sync_standby($c1, 'c2');
+			wait_standby($c1, 'c2', 'sync');
+			pass('cascade: c2 follows c1 onto its new timeline, as its synchronous standby');
+		}
+		my $load = start_load($up, sessions => $csessions, clients => 4, per_client => 3000,
+			tag => $tag, pad => 300);
+		wait_acked($load, 300 + int(rand(500)));
+		$up->kill9;
+		my ($a, $s) = finish_load($load);
+		push @cacked, @$a;
+		%csent = (%csent, %$s);
+		check_client_errors($load, "cascade $tag: kill -9 of " . $up->name,
+			allowed => [ crash_errors() ]);
+		$down->promote;
+		my ($w, $errors) = wait_writable($down, 'probe-1', $tag, \%csent, 60);
+		ok(defined $w, "cascade $tag: appends work on the promoted " . $down->name)
+		  or die "cascade $tag: @$errors";
+		verify_acked($down, \@cacked, \%csent, $csessions, "cascade $tag: promoted " . $down->name);
+	}
+	$c2->stop;
 }
 
 diag(sprintf("033_failover: %d synchronous (the first a switchover, the others kill -9) + 1 asynchronous failovers, %d acknowledged appends checked,"
