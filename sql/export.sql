@@ -144,6 +144,8 @@ SELECT try($$SELECT fleetlm.append_many('{many-1}', '{mo}', '{text}', '{"{}"}', 
 -- not atomic: many-1 gets its message (seq 4) before 'nope' fails
 SELECT try($$SELECT fleetlm.append_many('{many-1,nope}', '{mo,mo}', '{text,text}', '{"{}","{}"}')$$);
 SHOW fleetlm.synchronous_append;
+-- (made without waiting, it is durable once the writer gets to it)
+SELECT fleetlm.flush();
 SELECT fleetlm.last_seq('many-1');
 
 -- privileges: fleetlm_admin moves sessions, writers may append_many
