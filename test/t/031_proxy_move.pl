@@ -12,7 +12,8 @@
 # unchanged by the move; a deleted session does not come back; a
 # long-poll that waited on the old server is cancelled; the steps refuse
 # to run unfenced; the clients' stderr holds only the fence's errors.
-# Then the moved partitions go through a pgbouncer in transaction pooling:
+# A third partition moves with two coordinators, the steps split between
+# them.  Then partitions P and Q go through a pgbouncer in transaction pooling:
 # 8 clients and a long-poll through the coordinator on 3 server
 # connections, and SET LOCAL in a pooled transaction.
 use strict;
@@ -248,6 +249,38 @@ for my $s ($goneP, $goneQ)
 	my $got = $w->query_until(qr/woke .*\n/, '');
 	$w->quit;
 	like($got, qr/woke ${\($last + 1)}\n/, 'a long-poll of a moved session is woken by an append on its new server');
+}
+
+# --- two coordinators -------------------------------------------------------
+# Partition R moves to shard 0 with the steps split as README.md says for
+# several coordinators: fence, switch, cancel and unfence on both, copy
+# and remove on one.  Each coordinator refuses R's calls while its own
+# fence is up, and routes them to the new server after its own switch.
+{
+	my ($R) = sort { @{ $in{$b} // [] } <=> @{ $in{$a} // [] } || $a <=> $b }
+	  grep { $_ % 2 && $_ != $P } 0 .. $nparts - 1;
+	my @R = @{ $in{$R} };
+	my $coord2 = proxy_node('coord2', [ map { $shard[ $home[$_] ] } 0 .. $nparts - 1 ]);
+	my $rq = "SELECT string_agg(s || ':' || fleetlm.last_seq(s), ' ' ORDER BY s) FROM unnest(ARRAY['"
+	  . join("','", @R) . "']) s";
+	my $before = sql($coord2, $rq);
+	is(result($_, "CALL fleetlm.fence_partition($R)"), '', "partition $R fenced on " . $_->name)
+	  for ($coord, $coord2);
+	like(result($coord2, "SELECT fleetlm.last_seq('$R[0]')"), qr/^ERROR 55P03: fleetlm partition $R is fenced/,
+		'coord2 refuses its calls');
+	is(sql($coord, "SELECT fleetlm.copy_partition($R, '$connstr[0]')"), scalar(@R), 'copied on coord');
+	is(sql($_, "SELECT fleetlm.switch_partition($R, '$connstr[0]')"), $connstr[1], 'switched on ' . $_->name)
+	  for ($coord, $coord2);
+	is(sql($_, "SELECT fleetlm.cancel_fenced_waits($R)"), '0', 'no long-poll to cancel on ' . $_->name)
+	  for ($coord, $coord2);
+	is(sql($coord, "SELECT fleetlm.remove_partition_copy($R, '$connstr[1]')"), scalar(@R), 'old copies removed');
+	is(sql($_, "SELECT fleetlm.unfence_partition($R)"), 't', 'unfenced on ' . $_->name) for ($coord, $coord2);
+	is(sql($coord2, $rq), $before, "coord2 reads partition ${R}'s sessions, as before, from shard 0");
+	my $i = substr($R[0], 3);
+	is(sql($coord2, "SELECT fleetlm.append('$R[0]', 'u-$i', 'text', '{}', '{}', 'key-$i-1')"),
+		$key_seq{"$R[0] key-$i-1"}, 'a retried keyed append through coord2 returns its original seq');
+	$home[$R] = 0;
+	$coord2->stop;
 }
 
 # --- pgbouncer in front of shard 2 ------------------------------------------
