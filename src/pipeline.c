@@ -22,9 +22,10 @@
  *	  application-level pipeline) pays one wait per Sync, not one per
  *	  append.
  * It waits when output must go out: at Sync (the implicit transaction's
- * commit settles it, interruptibly, before ReadyForQuery), Flush, a full
- * send buffer, an error, and in the simple-query protocol, whose output is
- * flushed at the end of every Query.  Durability is a prefix of the log,
+ * commit settles it, interruptibly, before ReadyForQuery; inside an
+ * explicit transaction block the flush of ReadyForQuery does), Flush, a
+ * full send buffer, an error, and in the simple-query protocol, whose
+ * output is flushed at the end of every Query.  Durability is a prefix of the log,
  * so one wait makes all the deferred appends before it durable.
  *
  * Contract: a seq that is not durable reaches nothing that outlives a
