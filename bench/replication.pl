@@ -97,7 +97,7 @@ my $primary = fleetlm_primary('repl_bench_primary', conf => \%conf);
 my ($sout, $serr) = ('', '');
 IPC::Run::run(
 	[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', "nsessions=$nsessions",
-	  '-v', 'ncold=0', '-v', 'nidle=0', '-f', "$bench/setup.sql",
+	  '-v', 'ncold=0', '-v', 'nidle=0', '-v', 'nmany=0', '-f', "$bench/setup.sql",
 	  '-d', $primary->connstr('postgres') ],
 	'>', \$sout, '2>', \$serr)
   or die "bench/setup.sql failed: $serr";
