@@ -25,7 +25,7 @@ my (%acked_batch, %sent_batch);    # batch => "session first_seq"; batch => sess
 my ($partial_seen, $early_total, $lost, $checked_batches) = (0, 0, 0, 0);
 
 # messages() of every session: batch => [ [seq, j] ... ] and problems
-sub check_batches
+sub check_group_batches
 {
 	my ($label) = @_;
 	my (%found, @problems);
@@ -134,7 +134,7 @@ for my $round (1 .. 3)
 	restart_node($node);
 	wait_ready($node);
 	is(fleet_query($node, 'SHOW fleetlm.flush_batch_size'), '3', "$tag: flush_batch_size is still 3");
-	($lost, $checked_batches) = check_batches("after kill -9 ($tag)");
+	($lost, $checked_batches) = check_group_batches("after kill -9 ($tag)");
 }
 ok($partial_seen > 0, "the table held a partly applied batch just before a kill ($partial_seen of 3 rounds)");
 
