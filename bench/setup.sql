@@ -10,8 +10,8 @@ SELECT count(fleetlm.create_session('user-' || g, 'agent-' || g, '{}', 'bench-' 
   FROM generate_series(1, :nsessions) g
  WHERE NOT EXISTS (SELECT 1 FROM fleetlm.sessions s WHERE s.session_id = 'bench-' || g);
 
--- many-1 .. many-K (K = nmany: 0, or 100,000 when append_many runs) for
--- append_many: the same appends spread over far more sessions than
+-- many-1 .. many-K (K = nmany: 0, or 100,000 when append_100k runs) for
+-- append_100k: the same appends spread over far more sessions than
 -- fleetlm's shared session table holds.
 SELECT count(fleetlm.create_session('user-m' || g, 'agent-m' || g, '{}', 'many-' || g)) AS created_many_sessions
   FROM generate_series(1, :nmany) g

@@ -93,7 +93,7 @@ my @full = (
 	m_row('append_small', 32, 3000), m_row('plain_sync', 32, 1000), m_row('plain_async', 32, 2001),
 	m_row('append_small', 1, 9000, 0, lat_p50_ms => '0.200'),
 	m_row('append_pipelined', 30, 16000, 0, tps_raw => 3200), m_row('plain_pipelined', 30, 5360),
-	m_row('append_many', 32, 2400),
+	m_row('append_100k', 32, 2400),
 	row(workload => 'turn', clients => 32, tps_sustained => 4000, msgs_per_s_sustained => 8000, tps_raw => 4001),
 	row(workload => 'turn', clients => 1, tps_sustained => 3000, lat_p50_ms => '0.600'));
 my %ctx = (FDATASYNC_US => 100, WORKLOADS => 'append_small turn', TURNS => 1, MOCK_RPS => 100000);
@@ -106,8 +106,8 @@ is_deeply([ @{ goal_of($g, qr/p50 <= 2x fdatasync/) }[ 1, 2 ] ], [ 'p50 0.200 ms
 	'p50 equal to twice the fdatasync: MET');
 is(goal_of($g, qr/3x the pipelined/)->[2], 'MISSED', 'append_pipelined 2.99x the pipelined insert: MISSED');
 is(goal_of($g, qr/16,000/)->[2], 'MET', '16,000 msg/s exactly: MET');
-is_deeply([ @{ goal_of($g, qr/append_many/) }[ 1, 2 ] ], [ '2400 vs 3000 msg/s = 0.80x', 'MET' ],
-	'append_many 0.80x append_small: MET');
+is_deeply([ @{ goal_of($g, qr/append_100k/) }[ 1, 2 ] ], [ '2400 vs 3000 msg/s = 0.80x', 'MET' ],
+	'append_100k 0.80x append_small: MET');
 is(goal_of($g, qr/^turn at 32/)->[2], 'MET', 'turn 4,000 turns/s at 32: MET');
 is_deeply([ @{ goal_of($g, qr/^turn at 1 client/) }[ 1, 2 ] ], [ 'p50 0.600 ms vs 0.200 ms = 3.00x', 'MET' ],
 	'turn p50 3.00x an append: MET');
@@ -118,14 +118,14 @@ is_deeply([ @{ goal_of($g, qr/RSS/) }[ 1, 2 ] ], [ 'not measured (--rss-run)', '
 
 $full[0] = m_row('append_small', 32, 2990);
 $full[3] = m_row('append_small', 1, 9000, 0, lat_p50_ms => '0.201');
-$full[6] = m_row('append_many', 32, 2360);
+$full[6] = m_row('append_100k', 32, 2360);
 push @full, row(workload => 'turn', clients => 32, failed => 1);
 $g = goals(index_results(select_attempts(\@full, 15)),
 	{ %ctx, driver => { depth => 100, rounds => 3, one => 1000, pipeline => 4990, ratio => '4.99', verdict => 'MISSED' } });
 is_deeply([ @{ goal_of($g, qr/>= 3x the one-statement durable/) }[ 1, 2 ] ], [ '2990 vs 1000 msg/s = 2.99x', 'MISSED' ],
 	'append_small 2.99x the durable insert: MISSED');
 is(goal_of($g, qr/p50 <= 2x fdatasync/)->[2], 'MISSED', 'p50 above twice the fdatasync: MISSED');
-is(goal_of($g, qr/append_many/)->[2], 'MISSED', 'append_many 0.79x: MISSED');
+is(goal_of($g, qr/append_100k/)->[2], 'MISSED', 'append_100k 0.79x: MISSED');
 is(goal_of($g, qr/every turn answered/)->[2], 'MISSED', 'a failed turn transaction: MISSED');
 is_deeply([ @{ goal_of($g, qr/psycopg/) }[ 1, 2 ] ], [ '4990 vs 1000 appends/s = 4.99x (medians of 3 rounds)', 'MISSED' ],
 	'the driver goal from its summary');
@@ -230,7 +230,7 @@ like($summary, qr/^\| append_small at 32 clients >= 3x the one-statement durable
 	'summary.md: the goal from the medians');
 like($summary, qr/^\| psycopg 3 pipeline of 100 appends >= 5x the same driver one by one \(1 connection\) \| 598 vs 100 appends\/s = 5\.99x \(medians of 1 rounds\) \| MET \|$/m,
 	'summary.md: the driver goal');
-like($summary, qr/^\| append_many .* \| not measured \| - \|$/m, 'summary.md: a goal without data');
+like($summary, qr/^\| append_100k .* \| not measured \| - \|$/m, 'summary.md: a goal without data');
 like($summary, qr/## Table statistics/, 'summary.md: the table statistics');
 open my $jf, '<', "$dir/results.json" or die $!;
 my $json = eval { decode_json(do { local $/; <$jf> }) };
