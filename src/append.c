@@ -446,7 +446,7 @@ fleetlm_append_batch(PG_FUNCTION_ARGS)
 		n = batch_parse(batch, &inputs);
 
 		fleetlm_require_primary("append_batch");
-	fleetlm_wait_ready();
+		fleetlm_wait_ready();
 		append_check_writer();
 
 		now = GetCurrentTimestamp();

@@ -36,6 +36,23 @@
 #define FLEETLM_HAVE_MADV_POPULATE_WRITE 1
 #endif
 
+/*
+ * Are synchronous standbys configured, as the checkpointer last published
+ * it in WalSndCtl (walsender_private.h must be included first)?  The
+ * minor releases of 2025 replaced the bool sync_standbys_defined with the
+ * bits of sync_standbys_status; before the checkpointer first publishes
+ * (SYNC_STANDBY_INIT unset) the backend's own setting answers, as in
+ * SyncRepWaitForLSN.
+ */
+#ifdef SYNC_STANDBY_DEFINED
+#define FLEETLM_SYNC_STANDBYS_DEFINED() \
+	((WalSndCtl->sync_standbys_status & SYNC_STANDBY_INIT) != 0 ? \
+	 (WalSndCtl->sync_standbys_status & SYNC_STANDBY_DEFINED) != 0 : \
+	 (SyncRepStandbyNames != NULL && SyncRepStandbyNames[0] != '\0'))
+#else
+#define FLEETLM_SYNC_STANDBYS_DEFINED() (WalSndCtl->sync_standbys_defined)
+#endif
+
 /* pg_prng and InitMaterializedSRF exist from 15 on; nothing to map. */
 
 #endif							/* FLEETLM_COMPAT_H */

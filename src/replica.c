@@ -81,6 +81,7 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
+#include "compat.h"
 #include "fleetlm.h"
 #include "longpoll.h"
 #include "record.h"
@@ -210,8 +211,9 @@ replica_log_applied(uint64 applied)
  * Interruptible: SyncRepWaitForLSN, whose cancel gives the commit's
  * WARNING and returns (the messages are durable here).  nothrow: for the
  * communication layer, which may not raise or report anything; polls the
- * confirmed position and returns false at once on a pending cancel or
- * termination.
+ * confirmed position (ending, as commits' waits do, when no synchronous
+ * standby is configured any more) and returns false at once on a pending
+ * cancel or termination.
  */
 bool
 replica_wait_standby(bool nothrow)
@@ -234,8 +236,6 @@ replica_wait_standby(bool nothrow)
 		return true;
 	}
 
-	if (SyncRepStandbyNames == NULL || SyncRepStandbyNames[0] == '\0')
-		return true;
 	mode = synchronous_commit == SYNCHRONOUS_COMMIT_REMOTE_WRITE ? SYNC_REP_WAIT_WRITE :
 		synchronous_commit == SYNCHRONOUS_COMMIT_REMOTE_APPLY ? SYNC_REP_WAIT_APPLY :
 		SYNC_REP_WAIT_FLUSH;
@@ -243,8 +243,9 @@ replica_wait_standby(bool nothrow)
 	{
 		bool		done;
 
+		/* released, as commits are, when the standbys are configured away */
 		LWLockAcquire(SyncRepLock, LW_SHARED);
-		done = WalSndCtl->lsn[mode] >= ptr;
+		done = !FLEETLM_SYNC_STANDBYS_DEFINED() || WalSndCtl->lsn[mode] >= ptr;
 		LWLockRelease(SyncRepLock);
 		if (done)
 			return true;

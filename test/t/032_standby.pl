@@ -158,6 +158,46 @@ $standby->stop;
 $primary->stop;
 
 ######################################################################
+# a pipeline's held-back results wait for the synchronous standby in the
+# communication layer; a reload that configures the standby away releases
+# them, as it releases commits
+######################################################################
+
+SKIP:
+{
+	my $client = build_pipeline_client();
+	skip 'test/pipeline_client.c did not build', 4 unless $client;
+	my ($p3, $s3) = primary_and_standby('sb_sync', 'on', 'q1');
+	set_sync_standby($p3, 'sb_sync_standby');
+	wait_standby($p3, 'sb_sync_standby', 'sync');
+	$s3->stop;
+	# both appends defer (a statement follows each); in an open transaction
+	# block the Sync's ReadyForQuery is what waits, in the communication layer
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	open(my $fh, '>', "$dir/held.sql") or die;
+	print $fh "BEGIN\n";
+	print $fh "SELECT fleetlm.append('sb-2', 'u-1', 'text', '{\"m\": \"h$_\"}')\n" for 1 .. 2;
+	print $fh "SELECT 7\n";
+	close $fh;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start([ $client, $p3->connstr('postgres'), "$dir/held.sql", 4, 'report' ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	$p3->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Extension'"
+		  . " AND query = 'SELECT 7'")
+	  or die 'the pipeline did not wait';
+	usleep(500_000);
+	unlike($out, qr/ROW/, 'held-back results wait for the stopped synchronous standby');
+	set_sync_standby($p3, '');
+	$h->finish;
+	like($out, qr/CMD BEGIN\nROW 1\nROW 2\nROW 7\nSYNC\n/,
+		'with the standby configured away, the results arrive');
+	is($err, '', 'the pipeline client printed no error');
+	is(markers_on($p3, 'sb-2'), '1:h1,2:h2', 'both appends are there');
+	$p3->stop;
+}
+
+######################################################################
 # replication off
 ######################################################################
 
