@@ -1,5 +1,5 @@
 -- bench/setup.sql: objects the workloads need, run by bench/run with
---   psql -v nsessions=N -v ncold=M -v nidle=K -v nmany=L -f bench/setup.sql
+--   psql -v nsessions=N -v nhistory=H -v ncold=M -v nidle=K -v nmany=L -f bench/setup.sql
 -- in the database named by fleetlm.database, after CREATE EXTENSION fleetlm.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
@@ -34,6 +34,37 @@ CREATE TABLE IF NOT EXISTS bench_plain_messages (
 INSERT INTO bench_plain_sessions (session_id, user_id, agent_id)
 SELECT 'bench-' || g, 'user-' || g, 'agent-' || g FROM generate_series(1, :nsessions) g
 ON CONFLICT (session_id) DO NOTHING;
+
+-- A history of H messages (nhistory: 50) in every bench session, the same
+-- on both sides, so that the reads of mix and plain_mix (the last 50
+-- messages) return 50 rows each from the start: alternately from the user
+-- and from the agent (the recipient the other one), append_small's 104-byte
+-- content, metadata '{}'.  fleetlm's are bulk-appended without waiting for
+-- the fsync (flushed into fleetlm.messages below, with the cold sessions);
+-- the plain side inserts the rows with seqs 1..H and sets last_seq = H.
+SET fleetlm.synchronous_append = off;
+WITH todo AS MATERIALIZED (
+    SELECT g FROM generate_series(1, :nsessions) g WHERE fleetlm.last_seq('bench-' || g) = 0)
+SELECT count(fleetlm.append('bench-' || g,
+                            CASE WHEN n % 2 = 1 THEN 'user-' ELSE 'agent-' END || g,
+                            'text',
+                            '{"text": "Hi, I was charged twice for my subscription this month. Could you check invoice 4417 for me?"}'))
+       AS bench_history_messages
+  FROM todo CROSS JOIN generate_series(1, :nhistory) n;
+RESET fleetlm.synchronous_append;
+WITH todo AS (
+    UPDATE bench_plain_sessions SET last_seq = :nhistory WHERE last_seq = 0
+    RETURNING session_id, user_id, agent_id),
+ins AS (
+    INSERT INTO bench_plain_messages (session_id, seq, sender_id, recipient_id, kind, content, metadata, inserted_at)
+    SELECT t.session_id, n,
+           CASE WHEN n % 2 = 1 THEN t.user_id ELSE t.agent_id END,
+           CASE WHEN n % 2 = 1 THEN t.agent_id ELSE t.user_id END,
+           'text', '{"text": "Hi, I was charged twice for my subscription this month. Could you check invoice 4417 for me?"}', '{}', now()
+      FROM todo t CROSS JOIN generate_series(1, :nhistory) n
+     ORDER BY t.session_id, n
+    RETURNING 1)
+SELECT count(*) AS plain_history_messages FROM ins;
 
 -- cold-1 .. cold-M with 1,000 messages each (alternating user and agent,
 -- ~100 bytes of content), bulk-appended without waiting for the fsync and

@@ -14,8 +14,8 @@ my $bench = "$ENV{TESTDIR}/bench";
 unshift @INC, "$bench/lib";
 require FleetlmBench::Report;
 FleetlmBench::Report->import(qw(read_csv median select_attempts noisy_keys
-  index_results ratio verdict goals results_table idle_summary rss_summary
-  driver_summary));
+  index_results ratio verdict goals results_table references idle_summary
+  rss_summary driver_summary));
 
 # The columns of bench/run's results-all-attempts.csv, read from bench/run
 # itself so that the fixture follows it.
@@ -70,6 +70,12 @@ is($sel->{plain_async}{32}{attempts_quiet}, 2, 'two of four quiet');
 is($sel->{mix}{32}{msgs_per_s_sustained}, 20, 'if none is quiet, the median of all');
 is($sel->{mix}{32}{attempts_quiet}, 0, 'and none counted quiet');
 is($sel->{select1}{1}{tps_sustained}, 6, 'workloads other than append_* and plain* go by transactions/s');
+$sel = index_results(select_attempts([
+	map { row(workload => $_->[0], clients => 32, tps_sustained => $_->[1], msgs_per_s_sustained => $_->[2]) }
+	  [ 'plain_mix', 10, 300 ], [ 'plain_mix', 30, 100 ], [ 'plain_mix', 20, 200 ],
+	  [ 'plain_cold_replay', 10, 300 ], [ 'plain_cold_replay', 30, 100 ], [ 'plain_cold_replay', 20, 200 ] ], 15));
+is($sel->{plain_mix}{32}{tps_sustained}, 20, 'plain_mix, the baseline of mix, goes by transactions/s');
+is($sel->{plain_cold_replay}{32}{tps_sustained}, 20, 'plain_cold_replay, the baseline of cold_replay, too');
 is_deeply(noisy_keys([ m_row('mix', 32, 1, 40), m_row('mix', 32, 1, 16), m_row('plain_sync', 1, 1, 40),
 	m_row('plain_sync', 1, 1, 3), m_row('mix', 1, 1, 99) ], 15), [ 'mix:32', 'mix:1' ],
 	'the measurements without a quiet attempt are measured again');
@@ -94,6 +100,10 @@ my @full = (
 	m_row('append_small', 1, 9000, 0, lat_p50_ms => '0.200'),
 	m_row('append_pipelined', 30, 16000, 0, tps_raw => 3200), m_row('plain_pipelined', 30, 5360),
 	m_row('append_100k', 32, 2400),
+	row(workload => 'mix', clients => 32, tps_sustained => 2000, msgs_per_s_sustained => 1600),
+	row(workload => 'plain_mix', clients => 32, tps_sustained => 1000, msgs_per_s_sustained => 800),
+	row(workload => 'cold_replay', clients => 32, tps_sustained => 900),
+	row(workload => 'plain_cold_replay', clients => 32, tps_sustained => 1000),
 	row(workload => 'turn', clients => 32, tps_sustained => 4000, msgs_per_s_sustained => 8000, tps_raw => 4001),
 	row(workload => 'turn', clients => 1, tps_sustained => 3000, lat_p50_ms => '0.600'));
 my %ctx = (FDATASYNC_US => 100, WORKLOADS => 'append_small turn', TURNS => 1, MOCK_RPS => 100000);
@@ -108,6 +118,10 @@ is(goal_of($g, qr/3x the pipelined/)->[2], 'MISSED', 'append_pipelined 2.99x the
 is(goal_of($g, qr/16,000/)->[2], 'MET', '16,000 msg/s exactly: MET');
 is_deeply([ @{ goal_of($g, qr/append_100k/) }[ 1, 2 ] ], [ '2400 vs 3000 msg/s = 0.80x', 'MET' ],
 	'append_100k 0.80x append_small: MET');
+is_deeply(goal_of($g, qr/^mix at 32/), [ 'mix at 32 clients >= 2x its plain counterpart (plain_mix: 80 % the one-statement durable insert, 20 % a read of the last 50 messages)', '2000 vs 1000 tps = 2.00x', 'MET' ],
+	'mix 2.00x plain_mix in transactions/s: MET');
+is_deeply([ @{ goal_of($g, qr/^cold_replay/) }[ 1, 2 ] ], [ '900 vs 1000 tps = 0.90x', 'MET' ],
+	'cold_replay 0.90x plain_cold_replay: MET');
 is(goal_of($g, qr/^turn at 32/)->[2], 'MET', 'turn 4,000 turns/s at 32: MET');
 is_deeply([ @{ goal_of($g, qr/^turn at 1 client/) }[ 1, 2 ] ], [ 'p50 0.600 ms vs 0.200 ms = 3.00x', 'MET' ],
 	'turn p50 3.00x an append: MET');
@@ -119,6 +133,8 @@ is_deeply([ @{ goal_of($g, qr/RSS/) }[ 1, 2 ] ], [ 'not measured (--rss-run)', '
 $full[0] = m_row('append_small', 32, 2990);
 $full[3] = m_row('append_small', 1, 9000, 0, lat_p50_ms => '0.201');
 $full[6] = m_row('append_100k', 32, 2360);
+$full[7] = row(workload => 'mix', clients => 32, tps_sustained => 1990, msgs_per_s_sustained => 5000);
+$full[9] = row(workload => 'cold_replay', clients => 32, tps_sustained => 894);
 push @full, row(workload => 'turn', clients => 32, failed => 1);
 $g = goals(index_results(select_attempts(\@full, 15)),
 	{ %ctx, driver => { depth => 100, rounds => 3, one => 1000, pipeline => 4990, ratio => '4.99', verdict => 'MISSED' } });
@@ -126,9 +142,22 @@ is_deeply([ @{ goal_of($g, qr/>= 3x the one-statement durable/) }[ 1, 2 ] ], [ '
 	'append_small 2.99x the durable insert: MISSED');
 is(goal_of($g, qr/p50 <= 2x fdatasync/)->[2], 'MISSED', 'p50 above twice the fdatasync: MISSED');
 is(goal_of($g, qr/append_100k/)->[2], 'MISSED', 'append_100k 0.79x: MISSED');
+is_deeply([ @{ goal_of($g, qr/^mix at 32/) }[ 1, 2 ] ], [ '1990 vs 1000 tps = 1.99x', 'MISSED' ],
+	'mix 1.99x plain_mix: MISSED (transactions/s, whatever the msg/s)');
+is_deeply([ @{ goal_of($g, qr/^cold_replay/) }[ 1, 2 ] ], [ '894 vs 1000 tps = 0.89x', 'MISSED' ],
+	'cold_replay 0.894x prints as 0.89x: MISSED');
 is(goal_of($g, qr/every turn answered/)->[2], 'MISSED', 'a failed turn transaction: MISSED');
 is_deeply([ @{ goal_of($g, qr/psycopg/) }[ 1, 2 ] ], [ '4990 vs 1000 appends/s = 4.99x (medians of 3 rounds)', 'MISSED' ],
 	'the driver goal from its summary');
+$g = goals(index_results(select_attempts([ grep { $_->{workload} !~ /^plain_(mix|cold_replay)$/ } @full ], 15)), \%ctx);
+is_deeply([ @{ goal_of($g, qr/^mix at 32/) }[ 1, 2 ] ], [ 'not measured', '-' ], 'mix without plain_mix: not measured');
+is_deeply([ @{ goal_of($g, qr/^cold_replay/) }[ 1, 2 ] ], [ 'not measured', '-' ], 'cold_replay without plain_cold_replay: not measured');
+$g = goals(index_results(select_attempts([ grep { $_->{workload} !~ /^(mix|cold_replay)$/ } @full ], 15)), \%ctx);
+is_deeply([ @{ goal_of($g, qr/^mix at 32/) }[ 1, 2 ] ], [ 'not measured', '-' ], 'plain_mix without mix: not measured');
+is_deeply([ @{ goal_of($g, qr/^cold_replay/) }[ 1, 2 ] ], [ 'not measured', '-' ], 'plain_cold_replay without cold_replay: not measured');
+$g = goals(index_results(select_attempts([ @full,
+	row(workload => 'mix', clients => 1, tps_sustained => 3000), row(workload => 'plain_mix', clients => 1, tps_sustained => 1000) ], 15)), \%ctx);
+is(goal_of($g, qr/^mix at 32/)->[1], '1990 vs 1000 tps = 1.99x', 'the mix goal is judged at 32 clients, not 1');
 
 $g = goals(index_results([]), { FDATASYNC_US => 0, WORKLOADS => '', DRIVER_SKIPPED => 'no psycopg' });
 is(scalar(grep { $_->[2] eq '-' } @$g), scalar(@$g), 'with no data every goal is "not measured", verdict "-"');
@@ -142,6 +171,24 @@ like($t, qr/^\| append_small \| 32 \| 3000 \| 3000 \| 3000 \| 0\.01 \| .* \| - \
 	'the table row of append_small: x plain_sync 2.50, no select1 or plain_async');
 like($t, qr/^\| append_pipelined \| 30 \| .* \| 3\.00 \| [^|]* \| [^|]* \| [^|]* \| [^|]* \| [^|]* \| 1 \(1\) \|$/m,
 	'append_pipelined against plain_pipelined: 3.00, one quiet attempt');
+$t = results_table(select_attempts([ row(workload => 'mix', clients => 32, tps_sustained => 3000, msgs_per_s_sustained => 2400, messages => 1),
+	row(workload => 'plain_mix', clients => 32, tps_sustained => 1200, msgs_per_s_sustained => 960, messages => 1),
+	row(workload => 'plain_sync', clients => 32, msgs_per_s_sustained => 1500),
+	row(workload => 'cold_replay', clients => 32, tps_sustained => 900), row(workload => 'plain_cold_replay', clients => 32, tps_sustained => 1000) ], 15));
+like($t, qr/^\| mix \| 32 \| .* \| - \| 2\.00 \| - \| 2\.50 \| [^|]* \| [^|]* \| [^|]* \| [^|]* \| [^|]* \| 1 \(1\) \|$/m,
+	'mix in tps against plain_mix (x own baseline 2.50) and against plain_sync\'s msg/s (2.00)');
+like($t, qr/^\| cold_replay \| 32 \| .* \| - \| 0\.60 \| - \| 0\.90 \| [^|]* \| [^|]* \| [^|]* \| [^|]* \| [^|]* \| 1 \(1\) \|$/m,
+	'cold_replay against plain_cold_replay: 0.90');
+like($t, qr/^\| plain_mix \| 32 \| .* \| - \| - \| - \| - \| [^|]* \| [^|]* \| [^|]* \| [^|]* \| [^|]* \| 1 \(1\) \|$/m,
+	'a baseline row has no ratios');
+
+# --- reference ratios at 1 client
+my $refs = references(index_results([ row(workload => 'mix', clients => 1, tps_sustained => 3000),
+	row(workload => 'plain_mix', clients => 1, tps_sustained => 1000), row(workload => 'cold_replay', clients => 1, tps_sustained => 450),
+	row(workload => 'plain_cold_replay', clients => 1, tps_sustained => 500), row(workload => 'mix', clients => 32, tps_sustained => 1) ]));
+like($refs, qr/^- mix \/ plain_mix at 1 client: 3000 \/ 1000 tps = 3\.00x$/m, 'reference: mix / plain_mix at 1 client');
+like($refs, qr/^- cold_replay \/ plain_cold_replay at 1 client: 450 \/ 500 tps = 0\.90x$/m, 'reference: cold_replay / plain_cold_replay at 1 client');
+is(references(index_results([ row(workload => 'mix', clients => 1, tps_sustained => 3000) ])), '', 'no reference ratio without the baseline');
 
 # --- the driver rounds
 my @d = map {
@@ -231,6 +278,8 @@ like($summary, qr/^\| append_small at 32 clients >= 3x the one-statement durable
 like($summary, qr/^\| psycopg 3 pipeline of 100 appends >= 5x the same driver one by one \(1 connection\) \| 598 vs 100 appends\/s = 5\.99x \(medians of 1 rounds\) \| MET \|$/m,
 	'summary.md: the driver goal');
 like($summary, qr/^\| append_100k .* \| not measured \| - \|$/m, 'summary.md: a goal without data');
+like($summary, qr/^\| mix at 32 clients >= 2x .* \| not measured \| - \|$/m, 'summary.md: the mix goal without data');
+like($summary, qr/^\| cold_replay of 1,000 messages at 32 clients >= 0\.9x .* \| not measured \| - \|$/m, 'summary.md: the cold_replay goal without data');
 like($summary, qr/## Table statistics/, 'summary.md: the table statistics');
 open my $jf, '<', "$dir/results.json" or die $!;
 my $json = eval { decode_json(do { local $/; <$jf> }) };

@@ -18,8 +18,10 @@
 #	  count, the reported attempt is the median by rate among the quiet
 #	  attempts, or among all if none was quiet; of an even number, the lower
 #	  of the two middle ones (a real attempt, never an average).
-#	- The rate is msg/s sustained for append_* and plain* (messages or rows;
-#	  the backlog's drain included), transactions/s sustained otherwise.
+#	- The rate is msg/s sustained for append_* and the plain inserts
+#	  (plain*: messages or rows; the backlog's drain included),
+#	  transactions/s sustained otherwise, plain_mix and plain_cold_replay
+#	  (the baselines of mix and cold_replay) included.
 #	- A goal "X >= G" is MET when X >= G, with X as printed (two decimals for
 #	  ratios); "X <= G" likewise.  A goal whose data is missing is "not
 #	  measured", verdict "-".
@@ -78,19 +80,27 @@ sub read_context
 	return \%c;
 }
 
-# select1 and the plain inserts are baselines, everything else is fleetlm.
+# select1 and the plain* workloads (the plain inserts, plain_mix,
+# plain_cold_replay) are baselines, everything else is fleetlm.
 sub is_baseline
 {
 	my ($w) = @_;
 	return $w =~ /^(select1|plain.*)$/ ? 1 : 0;
 }
 
-# The rate a row is compared by: msg/s for append_* and plain*, tps
-# otherwise (sustained, drain included).
+# The rate a row is compared by: msg/s for append_* and the plain inserts,
+# tps otherwise, plain_mix and plain_cold_replay included (sustained, drain
+# included).
+sub by_msgs
+{
+	my ($w) = @_;
+	return ($w =~ /^(append_|plain)/ && $w !~ /^plain_(mix|cold_replay)$/) ? 1 : 0;
+}
+
 sub rate
 {
 	my ($row) = @_;
-	my $col = $row->{workload} =~ /^(append_|plain)/ ? 'msgs_per_s_sustained' : 'tps_sustained';
+	my $col = by_msgs($row->{workload}) ? 'msgs_per_s_sustained' : 'tps_sustained';
 	my $v = $row->{$col};
 	return (defined $v && $v ne '') ? $v + 0 : 0;
 }
@@ -243,6 +253,11 @@ sub goals
 	push @g, ratio_goal('append_100k at 32 clients (100,000 sessions) >= 0.8x append_small at 32 clients (1,000 sessions)',
 		get($ix, 'append_100k', 32, 'msgs_per_s_sustained'), $a32, 0.8, 'msg/s');
 
+	push @g, ratio_goal('mix at 32 clients >= 2x its plain counterpart (plain_mix: 80 % the one-statement durable insert, 20 % a read of the last 50 messages)',
+		get($ix, 'mix', 32, 'tps_sustained'), get($ix, 'plain_mix', 32, 'tps_sustained'), 2, 'tps');
+	push @g, ratio_goal('cold_replay of 1,000 messages at 32 clients >= 0.9x a plain SELECT ... ORDER BY seq LIMIT 1000 of the same rows (plain_cold_replay)',
+		get($ix, 'cold_replay', 32, 'tps_sustained'), get($ix, 'plain_cold_replay', 32, 'tps_sustained'), 0.9, 'tps');
+
 	my $d = $ctx->{driver};
 	if ($d && defined $d->{ratio})
 	{
@@ -330,8 +345,10 @@ sub goals_markdown
 
 # The Markdown table of the selected results, with the ratios to the
 # baselines at the same client count (30-client pipelined runs against the
-# 32-client one-statement baselines; append_pipelined and append_batch5
-# against plain_pipelined and plain_batch5 at the same count).
+# 32-client one-statement baselines), and to the workload's own baseline
+# ("x own baseline": append_pipelined, append_batch5, mix and cold_replay
+# against plain_pipelined, plain_batch5, plain_mix and plain_cold_replay at
+# the same count).
 sub results_table
 {
 	my ($rows) = @_;
@@ -342,7 +359,7 @@ sub results_table
 		my $br = $rate{$b}{$c};
 		return (defined $br && $br > 0) ? sprintf('%.2f', $r / $br) : '-';
 	};
-	my $t = "| workload | clients | tps raw | tps sustained | msg/s sustained | flush s | p50 ms | p99 ms | x select1 | x plain_sync | x plain_async | x plain_pipelined / plain_batch5 | rec/fsync | fsync ms | writer priv RSS kB | applier priv RSS kB | other load % | attempts (quiet) |\n"
+	my $t = "| workload | clients | tps raw | tps sustained | msg/s sustained | flush s | p50 ms | p99 ms | x select1 | x plain_sync | x plain_async | x own baseline | rec/fsync | fsync ms | writer priv RSS kB | applier priv RSS kB | other load % | attempts (quiet) |\n"
 	  . "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|\n";
 	for my $f (@$rows)
 	{
@@ -354,6 +371,7 @@ sub results_table
 		@x[ 0 .. 2 ] = map { $x->($r, $_, $bc) } qw(select1 plain_sync plain_async) if $fleet;
 		$x[3] = $x->($r, 'plain_pipelined', $c) if $w eq 'append_pipelined';
 		$x[3] = $x->($r, 'plain_batch5', $c) if $w eq 'append_batch5';
+		$x[3] = $x->($r, "plain_$w", $c) if $w eq 'mix' || $w eq 'cold_replay';
 		$t .= sprintf("| %s | %d | %.0f | %.0f | %s | %s | %.2f | %.2f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) |\n",
 			$w, $c, $f->{tps_raw}, $f->{tps_sustained},
 			($f->{messages} > 0 ? sprintf('%.0f', $f->{msgs_per_s_sustained}) : '-'),
@@ -368,7 +386,8 @@ sub results_table
 	return $t;
 }
 
-# Reference ratios, not goals: the four-round-trip insert, the batches.
+# Reference ratios, not goals: the four-round-trip insert, the batches,
+# mix and cold_replay against their baselines at 1 client.
 sub references
 {
 	my ($ix) = @_;
@@ -390,6 +409,12 @@ sub references
 	elsif (defined $pb)
 	{
 		$t .= "- append_batch5, 30 clients x 5 messages: $pb msg/s sustained (" . get($ix, 'append_batch5', 30, 'tps_raw') . " batches/s raw)\n";
+	}
+	for my $w ('mix', 'cold_replay')
+	{
+		my ($f, $b) = (get($ix, $w, 1, 'tps_sustained'), get($ix, "plain_$w", 1, 'tps_sustained'));
+		next unless defined $f && defined $b;
+		$t .= "- $w / plain_$w at 1 client: $f / $b tps = " . ratio($f, $b) . "x\n";
 	}
 	return $t;
 }
