@@ -192,7 +192,8 @@ read_ring_only(const char *session_id, uint32 hashcode, int64 after_seq,
 /*
  * Put up to max_count durable messages of the session with seq > after_seq
  * into `store`, in seq order.  Returns how many.  Unknown and deleted
- * sessions are errors.
+ * sessions are errors.  `store` must be empty: the table rows go into it
+ * before the read is known to be consistent, and a retry empties it.
  */
 int64
 read_messages(const char *session_id, int64 after_seq, int32 max_count,
