@@ -12,6 +12,7 @@ OBJS = \
 	src/ring.o \
 	src/segment.o \
 	src/session.o \
+	src/tables.o \
 	src/spi_util.o \
 	src/walwriter.o \
 	src/longpoll.o \

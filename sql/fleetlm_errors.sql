@@ -165,3 +165,35 @@ SELECT count(*) FROM fleetlm.messages('err-1', 0, 100000);
 SELECT count(*) FROM fleetlm.messages('err-1', 9223372036854775807, 100000);
 SELECT count(*) FROM fleetlm.wait_for_messages('err-1', 9223372036854775807, '0s', 100000);
 SELECT count(*) FROM fleetlm.messages('err-1', 9223372036854775806, 100000);
+
+-- reads of the tables (src/tables.c, no SPI) check the tables' shape and
+-- notice a change of it in the same backend.  A session created and never
+-- appended to has no entry in the session table: it is read from the tables.
+SELECT fleetlm.create_session('erin', 'helper-bot', session_id => 'err-cold');
+SELECT fleetlm.last_seq('err-cold');
+SELECT count(*) FROM fleetlm.messages('err-cold');
+BEGIN;
+ALTER TABLE fleetlm.messages RENAME COLUMN kind TO kind_renamed;
+SELECT count(*) FROM fleetlm.messages('err-cold');
+ROLLBACK;
+BEGIN;
+ALTER TABLE fleetlm.sessions RENAME COLUMN agent_id TO agent;
+SELECT fleetlm.last_seq('err-cold');
+ROLLBACK;
+BEGIN;
+ALTER TABLE fleetlm.messages DROP CONSTRAINT messages_pkey;
+SELECT fleetlm.last_seq('err-cold');
+ROLLBACK;
+-- after the rollbacks the same backend reads the tables again
+SELECT fleetlm.last_seq('err-cold');
+SELECT count(*) FROM fleetlm.messages('err-cold');
+-- a session created in the current transaction is read, empty; appends wait
+-- for its commit
+BEGIN;
+SELECT fleetlm.create_session('erin', 'helper-bot', session_id => 'err-same-xact');
+SELECT fleetlm.last_seq('err-same-xact'), (SELECT count(*) FROM fleetlm.messages('err-same-xact'));
+SELECT fleetlm.append('err-same-xact', 'erin', 'text', '{}');
+ROLLBACK;
+SELECT fleetlm.create_session('erin', 'helper-bot', session_id => 'err-same-xact');
+SELECT fleetlm.append('err-same-xact', 'erin', 'text', '{}');
+SELECT seq, kind FROM fleetlm.messages('err-same-xact');

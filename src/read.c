@@ -4,14 +4,17 @@
  *	  SQL functions that read a session: fleetlm.messages and
  *	  fleetlm.last_seq.
  *
- * A read first queries fleetlm.messages on a fresh snapshot, then, if it
- * came up short and the session table says more exist, walks the session's
- * chain of records backwards through the ring (ring_chain_begin: under
- * reclaim_lock shared, so the applier cannot recycle what we read) and
- * takes the durable records past the table's last seq.  Seqs are gapless, so the union must run
- * without a hole up to the session's last durable seq; if the applier
- * committed between the two steps a hole shows, and the read is retried on
- * a new snapshot.  A record that is not yet durable is never returned.
+ * A read that the ring alone cannot serve first reads fleetlm.messages on
+ * a fresh snapshot (tables.c: the primary key, no SPI), its rows straight
+ * into the caller's tuplestore, then, if it came up short and the session
+ * table says more exist, walks the session's chain of records backwards
+ * through the ring (ring_chain_begin: under reclaim_lock shared, so the
+ * applier cannot recycle what we read) and takes the durable records past
+ * the table's last seq.  Seqs are gapless, so the union must run without a
+ * hole up to the session's last durable seq; if the applier committed
+ * between the two steps a hole shows, and the read is retried on a new
+ * snapshot, with the tuplestore emptied first.  A record that is not yet
+ * durable is never returned.
  *
  * src/read.c
  *
@@ -19,10 +22,7 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "catalog/pg_type.h"
 #include "common/int.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -38,7 +38,7 @@
 #include "ring.h"
 #include "session.h"
 #include "shmem.h"
-#include "spi_util.h"
+#include "tables.h"
 
 PG_FUNCTION_INFO_V1(fleetlm_messages);
 PG_FUNCTION_INFO_V1(fleetlm_last_seq);
@@ -49,8 +49,6 @@ PG_FUNCTION_INFO_V1(fleetlm_last_seq);
 #define FLEET_MESSAGE_NATTS		9
 
 static int64 read_upper(int64 after_seq, int32 max_count);
-static bool read_table(const char *session_id, int64 after_seq, int32 max_count,
-					   List **tuples, TupleDesc *desc, MemoryContext cxt);
 static void read_put_record(Tuplestorestate *store, TupleDesc desc, FleetRecord *rec);
 static int64 read_ring_only(const char *session_id, uint32 hashcode, int64 after_seq,
 							int32 max_count, Tuplestorestate *store, TupleDesc desc);
@@ -84,66 +82,6 @@ read_check_range(int64 after_seq, int32 max_count)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_count must be between 1 and %d: %d",
 						FLEET_MAX_READ_COUNT, max_count)));
-}
-
-/*
- * Read the table part on a fresh snapshot.  Returns whether the session
- * exists in fleetlm.sessions; *tuples gets copies (in cxt) of the message
- * rows in seq order.
- */
-static bool
-read_table(const char *session_id, int64 after_seq, int32 max_count,
-		   List **tuples, TupleDesc *desc, MemoryContext cxt)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[3] = {TEXTOID, INT8OID, INT4OID};
-	Datum		values[3];
-	FleetSpiContext spi;
-	bool		exists;
-	int			ret;
-
-	fleet_spi_connect(&spi);
-	plan = fleet_spi_plan(&plan,
-						  "SELECT m.session_id, m.seq, m.sender_id, m.recipient_id, m.kind,"
-						  "       m.content, m.metadata, m.inserted_at, m.idempotency_key"
-						  " FROM fleetlm.sessions s"
-						  " LEFT JOIN LATERAL ("
-						  "   SELECT * FROM fleetlm.messages mm"
-						  "    WHERE mm.session_id OPERATOR(pg_catalog.=) s.session_id"
-						  "      AND mm.seq OPERATOR(pg_catalog.>) $2"
-						  "    ORDER BY mm.seq LIMIT $3) m ON true"
-						  " WHERE s.session_id OPERATOR(pg_catalog.=) $1"
-						  " ORDER BY m.seq",
-						  3, argtypes);
-	values[0] = CStringGetTextDatum(session_id);
-	values[1] = Int64GetDatum(after_seq);
-	values[2] = Int32GetDatum(max_count);
-	ret = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
-							   InvalidSnapshot, true, false, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "fleetlm: message read failed: %s", SPI_result_code_string(ret));
-
-	exists = SPI_processed > 0;
-	*tuples = NIL;
-	{
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			bool		isnull;
-
-			(void) SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
-			if (isnull)
-				continue;		/* the session has no rows past after_seq */
-			*tuples = lappend(*tuples, heap_copytuple(tup));
-		}
-		if (*desc == NULL)
-			*desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
-		MemoryContextSwitchTo(old);
-	}
-	fleet_spi_finish(&spi);
-	return exists;
 }
 
 /*
@@ -254,7 +192,8 @@ read_ring_only(const char *session_id, uint32 hashcode, int64 after_seq,
 /*
  * Put up to max_count durable messages of the session with seq > after_seq
  * into `store`, in seq order.  Returns how many.  Unknown and deleted
- * sessions are errors.
+ * sessions are errors.  `store` must be empty: the table rows go into it
+ * before the read is known to be consistent, and a retry empties it.
  */
 int64
 read_messages(const char *session_id, int64 after_seq, int32 max_count,
@@ -262,13 +201,15 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 {
 	uint32		hashcode = session_hash_code(session_id);
 	LWLock	   *plock = session_partition_lock(hashcode);
-	MemoryContext cxt = CurrentMemoryContext;
-	TupleDesc	spidesc = NULL;
 	int64		upper = read_upper(after_seq, max_count);
 
+	/* table rows go into store as they are: the row type must be theirs */
 	if (desc->natts != FLEET_MESSAGE_NATTS)
 		elog(ERROR, "fleetlm: unexpected row type of fleetlm.messages (%d columns)",
 			 desc->natts);
+	/* a retry empties store: it must hold nothing of the caller's */
+	if (tuplestore_tuple_count(store) != 0)
+		elog(ERROR, "fleetlm: read_messages needs an empty tuplestore");
 
 	{
 		int64		n = read_ring_only(session_id, hashcode, after_seq, max_count,
@@ -281,9 +222,9 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 	for (int attempt = 0; attempt < FLEET_READ_RETRIES; attempt++)
 	{
 		uint64		mark;
-		List	   *tuples;
 		List	   *ring = NIL;
 		bool		exists;
+		int64		table_rows;
 		int64		table_last;
 		int64		durable_last;
 		int64		got_last;
@@ -294,9 +235,12 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 		ListCell   *lc;
 
 		CHECK_FOR_INTERRUPTS();
+		if (attempt > 0)
+			tuplestore_clear(store);	/* the table rows of a failed attempt */
 		mark = session_eviction_mark();
-		exists = read_table(session_id, after_seq, max_count, &tuples, &spidesc, cxt);
-		table_last = after_seq + list_length(tuples);
+		exists = tables_read_messages(session_id, after_seq, max_count,
+									  GetLatestSnapshot(), store, &table_rows);
+		table_last = after_seq + table_rows;
 
 		LWLockAcquire(plock, LW_SHARED);
 		entry = session_find_live(session_id, hashcode);
@@ -357,22 +301,20 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 				FleetRecordHeader *last = (FleetRecordHeader *) llast(ring);
 
 				if (first->seq != table_last + 1)
+				{
+					list_free_deep(ring);
 					continue;
+				}
 				got_last = last->seq;
 			}
 			if (got_last < Min(upper, durable_last))
+			{
+				list_free_deep(ring);
 				continue;
+			}
 		}
 
-		foreach(lc, tuples)
-		{
-			HeapTuple	tup = (HeapTuple) lfirst(lc);
-			Datum		values[FLEET_MESSAGE_NATTS];
-			bool		nulls[FLEET_MESSAGE_NATTS];
-
-			heap_deform_tuple(tup, spidesc, values, nulls);
-			tuplestore_putvalues(store, desc, values, nulls);
-		}
+		/* the table rows are in store already; the ring's follow them */
 		foreach(lc, ring)
 		{
 			FleetRecord rec;

@@ -16,10 +16,8 @@
 
 #include "access/transam.h"
 #include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "storage/shmem.h"
-#include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/snapmgr.h"
 
@@ -29,7 +27,7 @@
 #include "ring.h"
 #include "session.h"
 #include "shmem.h"
-#include "spi_util.h"
+#include "tables.h"
 
 /* Sessions idle this long are evicted once all their records are applied */
 #define FLEET_SESSION_IDLE_MS	10000
@@ -192,62 +190,31 @@ session_error_missing(const char *id, bool deleted)
  * session created by the current, uncommitted transaction is an error: the
  * append would outlive a rollback of its session.
  *
- * The query runs on a fresh snapshot, never the caller's: a REPEATABLE READ
- * caller, or a statement older than the applier's last commit, would see a
- * stale max(seq) and hand out a seq twice.
+ * The read (tables.c: the two primary keys, no SPI) runs on a fresh
+ * snapshot, never the caller's: a REPEATABLE READ caller, or a statement
+ * older than the applier's last commit, would see a stale max(seq) and hand
+ * out a seq twice.
  */
 bool
 session_load_info(const char *id, FleetSessionInfo *info, bool for_append)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
-	FleetSpiContext spi;
-	bool		found = false;
-	int			ret;
-
-	fleet_spi_connect(&spi);
-	plan = fleet_spi_plan(&plan,
-						  "SELECT s.user_id, s.agent_id, s.xmin,"
-						  " (SELECT m.seq FROM fleetlm.messages m"
-						  "   WHERE m.session_id OPERATOR(pg_catalog.=) s.session_id"
-						  "   ORDER BY m.seq DESC LIMIT 1)"
-						  " FROM fleetlm.sessions s"
-						  " WHERE s.session_id OPERATOR(pg_catalog.=) $1",
-						  1, argtypes);
-	values[0] = CStringGetTextDatum(id);
+	TablesSession row;
 
 	/* make our own earlier statements visible to the fresh snapshot */
 	CommandCounterIncrement();
-	ret = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
-							   InvalidSnapshot, true, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "fleetlm: session lookup failed: %s",
-			 SPI_result_code_string(ret));
-	if (SPI_processed == 1)
-	{
-		TupleDesc	tupdesc = SPI_tuptable->tupdesc;
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		bool		isnull;
-		TransactionId xmin;
-		Datum		d;
+	if (!tables_session_info(id, GetLatestSnapshot(), &row))
+		return false;
+	if (for_append && TransactionIdIsCurrentTransactionId(row.xmin))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("fleetlm session \"%s\" was created in the current transaction", id),
+				 errdetail("Appends are durable at once and are not rolled back with the transaction."),
+				 errhint("Commit the transaction that creates the session before appending to it.")));
 
-		xmin = DatumGetTransactionId(SPI_getbinval(tup, tupdesc, 3, &isnull));
-		if (for_append && TransactionIdIsCurrentTransactionId(xmin))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("fleetlm session \"%s\" was created in the current transaction", id),
-					 errdetail("Appends are durable at once and are not rolled back with the transaction."),
-					 errhint("Commit the transaction that creates the session before appending to it.")));
-
-		strlcpy(info->user_id, SPI_getvalue(tup, tupdesc, 1), sizeof(info->user_id));
-		strlcpy(info->agent_id, SPI_getvalue(tup, tupdesc, 2), sizeof(info->agent_id));
-		d = SPI_getbinval(tup, tupdesc, 4, &isnull);
-		info->last_seq = isnull ? 0 : DatumGetInt64(d);
-		found = true;
-	}
-	fleet_spi_finish(&spi);
-	return found;
+	strlcpy(info->user_id, row.user_id, sizeof(info->user_id));
+	strlcpy(info->agent_id, row.agent_id, sizeof(info->agent_id));
+	info->last_seq = row.last_seq;
+	return true;
 }
 
 /*

@@ -375,12 +375,23 @@ cmp_ok($errors, '>=', 40, "the coordinator reported $errors errors with one serv
 
 	my @cols = qw(appends append_bytes fsyncs applied_lsn durable_lsn active_sessions ring_size shmem_size);
 	my $list = join(', ', @cols);
-	my @per = map { [ split /\|/, sql($_, "SELECT $list FROM fleetlm.stat") ] } @shard;
-	my @sum = map { $per[0][$_] + $per[1][$_] } 0 .. $#cols;
-	is(sql($coord, "SELECT $list FROM fleetlm.stat"), join('|', @sum),
-		"fleetlm.stat sums the shards ($list)");
-	is(sql($coord, "SELECT shard || ' ' || partitions::text || ' ' || " . join(" || ' ' || ", @cols)
-		  . " FROM fleetlm.shard_stats() ORDER BY shard"),
+	# active_sessions drops whenever a shard's applier evicts a session idle
+	# for 10 s, which can happen between the shards' reads and the
+	# coordinator's: read again until the shards' stats are the same after
+	# the coordinator's reads as before them.
+	my (@per, @sum, $stat, $rows);
+	for my $try (1 .. 10)
+	{
+		@per = map { [ split /\|/, sql($_, "SELECT $list FROM fleetlm.stat") ] } @shard;
+		@sum = map { $per[0][$_] + $per[1][$_] } 0 .. $#cols;
+		$stat = sql($coord, "SELECT $list FROM fleetlm.stat");
+		$rows = sql($coord, "SELECT shard || ' ' || partitions::text || ' ' || " . join(" || ' ' || ", @cols)
+			  . " FROM fleetlm.shard_stats() ORDER BY shard");
+		my @again = map { sql($_, "SELECT $list FROM fleetlm.stat") } @shard;
+		last if join("\n", @again) eq join("\n", map { join('|', @$_) } @per);
+	}
+	is($stat, join('|', @sum), "fleetlm.stat sums the shards ($list)");
+	is($rows,
 		join("\n", map { "$_ " . ('{0,2,4,6}', '{1,3,5,7}')[$_] . " @{ $per[$_] }" } 0, 1),
 		'shard_stats: one row per shard with its partitions and its own stats');
 	is(sql($coord, "SELECT state, round(records_per_fsync::numeric, 6), writer_pid IS NULL,"
