@@ -121,6 +121,8 @@ static void tables_open(TablesRels *r);
 static void tables_close(TablesRels *r);
 static bool tables_find_session(TablesRels *r, Snapshot snapshot, Datum key,
 								TablesSession *out);
+static IndexScanDesc tables_begin_messages(TablesRels *r, Snapshot snapshot,
+										   Datum key, bool after, int64 after_seq);
 
 /*
  * Forget the cached OIDs, and tell a tables_open in progress that its
@@ -354,6 +356,30 @@ tables_find_session(TablesRels *r, Snapshot snapshot, Datum key,
 }
 
 /*
+ * Begin a scan of the messages' primary key over the rows of session `key`
+ * (a text datum), with seq > after_seq when `after`; the caller picks the
+ * direction and ends the scan.
+ */
+static IndexScanDesc
+tables_begin_messages(TablesRels *r, Snapshot snapshot, Datum key, bool after,
+					  int64 after_seq)
+{
+	ScanKeyData skeys[2];
+	int			nkeys = after ? 2 : 1;
+	IndexScanDesc scan;
+
+	ScanKeyEntryInitialize(&skeys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   r->messages_pkey->rd_indcollation[0], F_TEXTEQ, key);
+	if (after)
+		ScanKeyEntryInitialize(&skeys[1], 0, 2, BTGreaterStrategyNumber,
+							   InvalidOid, r->messages_pkey->rd_indcollation[1],
+							   F_INT8GT, Int64GetDatum(after_seq));
+	scan = index_beginscan(r->messages, r->messages_pkey, snapshot, nkeys, 0);
+	index_rescan(scan, skeys, nkeys, NULL, 0);
+	return scan;
+}
+
+/*
  * Read session `session_id` as `snapshot` sees the tables: its row (the
  * parties and the row's xmin) and the largest seq of its messages (0 if
  * none), the first row of a backward scan of the messages' primary key.
@@ -372,15 +398,10 @@ tables_session_info(const char *session_id, Snapshot snapshot,
 	found = tables_find_session(&r, snapshot, PointerGetDatum(key), out);
 	if (found)
 	{
-		ScanKeyData skey;
 		IndexScanDesc scan;
 		TupleTableSlot *slot = table_slot_create(r.messages, NULL);
 
-		ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-							   r.messages_pkey->rd_indcollation[0], F_TEXTEQ,
-							   PointerGetDatum(key));
-		scan = index_beginscan(r.messages, r.messages_pkey, snapshot, 1, 0);
-		index_rescan(scan, &skey, 1, NULL, 0);
+		scan = tables_begin_messages(&r, snapshot, PointerGetDatum(key), false, 0);
 		out->last_seq = 0;
 		if (index_getnext_slot(scan, BackwardScanDirection, slot))
 		{
@@ -419,18 +440,11 @@ tables_read_messages(const char *session_id, int64 after_seq, int32 max_count,
 	exists = tables_find_session(&r, snapshot, PointerGetDatum(key), NULL);
 	if (exists)
 	{
-		ScanKeyData skeys[2];
 		IndexScanDesc scan;
 		TupleTableSlot *slot = table_slot_create(r.messages, NULL);
 
-		ScanKeyEntryInitialize(&skeys[0], 0, 1, BTEqualStrategyNumber,
-							   InvalidOid, r.messages_pkey->rd_indcollation[0],
-							   F_TEXTEQ, PointerGetDatum(key));
-		ScanKeyEntryInitialize(&skeys[1], 0, 2, BTGreaterStrategyNumber,
-							   InvalidOid, r.messages_pkey->rd_indcollation[1],
-							   F_INT8GT, Int64GetDatum(after_seq));
-		scan = index_beginscan(r.messages, r.messages_pkey, snapshot, 2, 0);
-		index_rescan(scan, skeys, 2, NULL, 0);
+		scan = tables_begin_messages(&r, snapshot, PointerGetDatum(key), true,
+									 after_seq);
 		while (*count < max_count &&
 			   index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
