@@ -198,22 +198,18 @@ session_error_missing(const char *id, bool deleted)
 bool
 session_load_info(const char *id, FleetSessionInfo *info, bool for_append)
 {
-	TablesSession row;
+	TransactionId xmin;
 
 	/* make our own earlier statements visible to the fresh snapshot */
 	CommandCounterIncrement();
-	if (!tables_session_info(id, GetLatestSnapshot(), &row))
+	if (!tables_session_info(id, GetLatestSnapshot(), info, &xmin))
 		return false;
-	if (for_append && TransactionIdIsCurrentTransactionId(row.xmin))
+	if (for_append && TransactionIdIsCurrentTransactionId(xmin))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("fleetlm session \"%s\" was created in the current transaction", id),
 				 errdetail("Appends are durable at once and are not rolled back with the transaction."),
 				 errhint("Commit the transaction that creates the session before appending to it.")));
-
-	strlcpy(info->user_id, row.user_id, sizeof(info->user_id));
-	strlcpy(info->agent_id, row.agent_id, sizeof(info->agent_id));
-	info->last_seq = row.last_seq;
 	return true;
 }
 

@@ -120,7 +120,7 @@ static void tables_check_pkey(Relation rel, Relation index, int nkeys);
 static void tables_open(TablesRels *r);
 static void tables_close(TablesRels *r);
 static bool tables_find_session(TablesRels *r, Snapshot snapshot, Datum key,
-								TablesSession *out);
+								FleetSessionInfo *out, TransactionId *xmin);
 static IndexScanDesc tables_begin_messages(TablesRels *r, Snapshot snapshot,
 										   Datum key, bool after, int64 after_seq);
 
@@ -316,11 +316,11 @@ tables_close(TablesRels *r)
 /*
  * Is there a row of session `key` (a text datum) in fleetlm.sessions
  * visible to snapshot?  If so and out is not NULL, fill out's parties and
- * xmin.
+ * *xmin with the row's xmin.
  */
 static bool
 tables_find_session(TablesRels *r, Snapshot snapshot, Datum key,
-					TablesSession *out)
+					FleetSessionInfo *out, TransactionId *xmin)
 {
 	ScanKeyData skey;
 	IndexScanDesc scan;
@@ -348,7 +348,7 @@ tables_find_session(TablesRels *r, Snapshot snapshot, Datum key,
 			text_to_cstring_buffer(DatumGetTextPP(d), out->agent_id,
 								   sizeof(out->agent_id));
 		d = slot_getsysattr(slot, MinTransactionIdAttributeNumber, &isnull);
-		out->xmin = DatumGetTransactionId(d);
+		*xmin = DatumGetTransactionId(d);
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -381,13 +381,13 @@ tables_begin_messages(TablesRels *r, Snapshot snapshot, Datum key, bool after,
 
 /*
  * Read session `session_id` as `snapshot` sees the tables: its row (the
- * parties and the row's xmin) and the largest seq of its messages (0 if
- * none), the first row of a backward scan of the messages' primary key.
- * Returns false, and leaves *out alone, if there is no row.
+ * parties in *out, the row's xmin in *xmin) and the largest seq of its
+ * messages (0 if none), the first row of a backward scan of the messages'
+ * primary key.  Returns false, and leaves *out alone, if there is no row.
  */
 bool
 tables_session_info(const char *session_id, Snapshot snapshot,
-					TablesSession *out)
+					FleetSessionInfo *out, TransactionId *xmin)
 {
 	TablesRels	r;
 	text	   *key = cstring_to_text(session_id);
@@ -395,7 +395,7 @@ tables_session_info(const char *session_id, Snapshot snapshot,
 
 	snapshot = RegisterSnapshot(snapshot);
 	tables_open(&r);
-	found = tables_find_session(&r, snapshot, PointerGetDatum(key), out);
+	found = tables_find_session(&r, snapshot, PointerGetDatum(key), out, xmin);
 	if (found)
 	{
 		IndexScanDesc scan;
@@ -437,7 +437,7 @@ tables_read_messages(const char *session_id, int64 after_seq, int32 max_count,
 	*count = 0;
 	snapshot = RegisterSnapshot(snapshot);
 	tables_open(&r);
-	exists = tables_find_session(&r, snapshot, PointerGetDatum(key), NULL);
+	exists = tables_find_session(&r, snapshot, PointerGetDatum(key), NULL, NULL);
 	if (exists)
 	{
 		IndexScanDesc scan;
