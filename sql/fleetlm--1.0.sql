@@ -252,7 +252,9 @@ CREATE FUNCTION fleetlm.stats(
     OUT attempts_retried    bigint,
     OUT calls_in_flight     integer,
     OUT turns_tracked       integer,
-    OUT http_time_ms        float8)
+    OUT http_time_ms        float8,
+    OUT reads_ring          bigint,
+    OUT reads_table         bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'fleetlm_stats'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;

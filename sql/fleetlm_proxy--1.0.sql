@@ -525,7 +525,9 @@ CREATE FUNCTION fleetlm._shard_stats(
     OUT attempts_retried    bigint,
     OUT calls_in_flight     integer,
     OUT turns_tracked       integer,
-    OUT http_time_ms        float8)
+    OUT http_time_ms        float8,
+    OUT reads_ring          bigint,
+    OUT reads_table         bigint)
 RETURNS SETOF record
 AS $$
     CLUSTER 'fleetlm_cluster';
@@ -571,7 +573,9 @@ CREATE FUNCTION fleetlm.shard_stats(
     OUT attempts_retried    bigint,
     OUT calls_in_flight     integer,
     OUT turns_tracked       integer,
-    OUT http_time_ms        float8)
+    OUT http_time_ms        float8,
+    OUT reads_ring          bigint,
+    OUT reads_table         bigint)
 RETURNS SETOF record
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -593,7 +597,8 @@ BEGIN
                st.recovery_time_ms, st.shmem_size, st.wal_directory, st.writer_error,
                st.writer_pid, st.applier_pid, st.dispatcher_pid, st.turns_started,
                st.turns_completed, st.turns_failed, st.attempts_retried,
-               st.calls_in_flight, st.turns_tracked, st.http_time_ms
+               st.calls_in_flight, st.turns_tracked, st.http_time_ms, st.reads_ring,
+               st.reads_table
           FROM fleetlm._shard_stats(firsts) st
           JOIN fleetlm._shards() sh ON sh.first_partition = st.partition
          ORDER BY sh.shard;
@@ -639,7 +644,9 @@ CREATE FUNCTION fleetlm.stats(
     OUT attempts_retried    bigint,
     OUT calls_in_flight     integer,
     OUT turns_tracked       integer,
-    OUT http_time_ms        float8)
+    OUT http_time_ms        float8,
+    OUT reads_ring          bigint,
+    OUT reads_table         bigint)
 RETURNS record
 LANGUAGE sql VOLATILE
 BEGIN ATOMIC
@@ -681,7 +688,9 @@ BEGIN ATOMIC
            pg_catalog.sum(s.attempts_retried)::bigint,
            pg_catalog.sum(s.calls_in_flight)::integer,
            pg_catalog.sum(s.turns_tracked)::integer,
-           pg_catalog.sum(s.http_time_ms)
+           pg_catalog.sum(s.http_time_ms),
+           pg_catalog.sum(s.reads_ring)::bigint,
+           pg_catalog.sum(s.reads_table)::bigint
       FROM fleetlm.shard_stats() s;
 END;
 
