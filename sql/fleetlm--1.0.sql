@@ -252,9 +252,7 @@ CREATE FUNCTION fleetlm.stats(
     OUT attempts_retried    bigint,
     OUT calls_in_flight     integer,
     OUT turns_tracked       integer,
-    OUT http_time_ms        float8,
-    OUT reads_ring          bigint,
-    OUT reads_table         bigint)
+    OUT http_time_ms        float8)
 RETURNS record
 AS 'MODULE_PATHNAME', 'fleetlm_stats'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;

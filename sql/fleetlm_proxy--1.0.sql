@@ -525,9 +525,7 @@ CREATE FUNCTION fleetlm._shard_stats(
     OUT attempts_retried    bigint,
     OUT calls_in_flight     integer,
     OUT turns_tracked       integer,
-    OUT http_time_ms        float8,
-    OUT reads_ring          bigint,
-    OUT reads_table         bigint)
+    OUT http_time_ms        float8)
 RETURNS SETOF record
 AS $$
     CLUSTER 'fleetlm_cluster';
@@ -573,9 +571,7 @@ CREATE FUNCTION fleetlm.shard_stats(
     OUT attempts_retried    bigint,
     OUT calls_in_flight     integer,
     OUT turns_tracked       integer,
-    OUT http_time_ms        float8,
-    OUT reads_ring          bigint,
-    OUT reads_table         bigint)
+    OUT http_time_ms        float8)
 RETURNS SETOF record
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -597,8 +593,7 @@ BEGIN
                st.recovery_time_ms, st.shmem_size, st.wal_directory, st.writer_error,
                st.writer_pid, st.applier_pid, st.dispatcher_pid, st.turns_started,
                st.turns_completed, st.turns_failed, st.attempts_retried,
-               st.calls_in_flight, st.turns_tracked, st.http_time_ms, st.reads_ring,
-               st.reads_table
+               st.calls_in_flight, st.turns_tracked, st.http_time_ms
           FROM fleetlm._shard_stats(firsts) st
           JOIN fleetlm._shards() sh ON sh.first_partition = st.partition
          ORDER BY sh.shard;
@@ -644,9 +639,7 @@ CREATE FUNCTION fleetlm.stats(
     OUT attempts_retried    bigint,
     OUT calls_in_flight     integer,
     OUT turns_tracked       integer,
-    OUT http_time_ms        float8,
-    OUT reads_ring          bigint,
-    OUT reads_table         bigint)
+    OUT http_time_ms        float8)
 RETURNS record
 LANGUAGE sql VOLATILE
 BEGIN ATOMIC
@@ -688,9 +681,7 @@ BEGIN ATOMIC
            pg_catalog.sum(s.attempts_retried)::bigint,
            pg_catalog.sum(s.calls_in_flight)::integer,
            pg_catalog.sum(s.turns_tracked)::integer,
-           pg_catalog.sum(s.http_time_ms),
-           pg_catalog.sum(s.reads_ring)::bigint,
-           pg_catalog.sum(s.reads_table)::bigint
+           pg_catalog.sum(s.http_time_ms)
       FROM fleetlm.shard_stats() s;
 END;
 

@@ -30,7 +30,7 @@ PG_FUNCTION_INFO_V1(fleetlm_flush);
 PG_FUNCTION_INFO_V1(fleetlm_stats);
 PG_FUNCTION_INFO_V1(fleetlm_created);
 
-#define STATS_NATTS		35
+#define STATS_NATTS		33
 
 /*
  * fleetlm.flush(): return once every message appended before the call
@@ -125,8 +125,6 @@ fleetlm_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int32GetDatum((int32) pg_atomic_read_u32(&dispatch_shared->in_flight));
 	values[i++] = Int32GetDatum((int32) pg_atomic_read_u32(&dispatch_shared->turns_tracked));
 	values[i++] = Float8GetDatum(pg_atomic_read_u64(&dispatch_shared->http_usec) / 1000.0);
-	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->reads_ring));
-	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->reads_table));
 	Assert(i == STATS_NATTS);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

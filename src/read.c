@@ -115,14 +115,11 @@ read_put_record(Tuplestorestate *store, TupleDesc desc, FleetRecord *rec)
 }
 
 /*
- * Serve a read from the ring alone when the session's chain of records
- * reaches back past after_seq, or shows that there is nothing new: the
- * common case of a long-poll waking up, or a client reading the last
- * messages of a busy session.  The chain goes on through records the
- * applier has moved into the table but whose bytes are still in the ring
- * (ring.h, "Applied records stay in the ring"); they are the table's rows,
- * read without touching the table.  Returns the count, or -1 if the table
- * is needed.
+ * Serve a read from the ring alone when the session table shows that every
+ * message past after_seq is still in the ring, or that there is none: the
+ * common case of a long-poll waking up, or a client reading what was just
+ * said.  No table access then.  Returns the count, or -1 if the table is
+ * needed.
  */
 static int64
 read_ring_only(const char *session_id, uint32 hashcode, int64 after_seq,
@@ -137,9 +134,7 @@ read_ring_only(const char *session_id, uint32 hashcode, int64 after_seq,
 	uint64		lsn;
 	FleetRecordHeader hdr;
 	int64		upper = read_upper(after_seq, max_count);
-	int64		expect = -1;
 	bool		covered = false;
-	bool		intact;
 	List	   *ring = NIL;
 	ListCell   *lc;
 	int64		n = 0;
@@ -158,33 +153,27 @@ read_ring_only(const char *session_id, uint32 hashcode, int64 after_seq,
 	if (deleted)
 		session_error_missing(session_id, true);
 
-	if (last_seq <= after_seq)
-		return 0;				/* nothing new, durable or not */
-
-	ring_chain_begin_retained(&chain, last_lsn);
+	ring_chain_begin(&chain, last_lsn);
+	if (!ring_record_live(last_lsn, chain.applied))
+		covered = (last_seq <= after_seq);	/* all applied: nothing new? */
 	while (ring_chain_next(&chain, &lsn, &hdr))
 	{
-		/* seqs run down by one along the chain; anything else: the table */
-		if (expect >= 0 && hdr.seq != expect)
-			break;
-		expect = hdr.seq - 1;
 		if (hdr.seq <= after_seq)
 		{
 			covered = true;
 			break;
 		}
 		if (hdr.seq <= upper && ring_record_durable(lsn, &hdr, chain.durable))
-			ring = lcons(ring_chain_copy(&chain, lsn, &hdr), ring);
+			ring = lcons(ring_read_record(lsn), ring);
 		if (hdr.seq == after_seq + 1)
 		{
 			covered = true;
 			break;
 		}
 	}
-	intact = ring_chain_intact(&chain);
 	ring_chain_end(&chain);
 
-	if (!covered || !intact)
+	if (!covered)
 	{
 		list_free_deep(ring);
 		return -1;
@@ -227,12 +216,8 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 									   store, desc);
 
 		if (n >= 0)
-		{
-			pg_atomic_fetch_add_u64(&fleet_shared->reads_ring, 1);
 			return n;
-		}
 	}
-	pg_atomic_fetch_add_u64(&fleet_shared->reads_table, 1);
 
 	for (int attempt = 0; attempt < FLEET_READ_RETRIES; attempt++)
 	{

@@ -42,7 +42,6 @@ static bool *ring_mapped = NULL;
 static int	ring_mapped_pid = 0;
 
 static void ring_map_chunk(uint64 chunk);
-static bool ring_intact(uint64 lsn);
 
 /*
  * Map ring bytes [off, off + len) (offsets, not positions; no wrap) into
@@ -117,12 +116,6 @@ ring_write(uint64 lsn, const char *src, Size len)
 	Size		first = (Size) Min((uint64) len, size - off);
 
 	Assert(len <= size);
-	/* readers of applied records must see the reservation before the bytes */
-	if (lsn + len > pg_atomic_read_u64(&fleet_shared->reserved))
-	{
-		pg_atomic_write_u64(&fleet_shared->reserved, lsn + len);
-		pg_write_barrier();
-	}
 	ring_map(off, first);
 	memcpy(fleet_ring + off, src, first);
 	if (first < len)
@@ -179,8 +172,7 @@ ring_read_record(uint64 lsn)
  * Start a walk of a session's records at the newest, last_lsn (0: the
  * session has none), and hold the ring still until ring_chain_end.  Every
  * walk of the session chain goes through here, so that none forgets the
- * lock or reads `applied` outside it.  The walk ends at the first applied
- * record.
+ * lock or reads `applied` outside it.
  */
 void
 ring_chain_begin(RingChain *chain, uint64 last_lsn)
@@ -189,91 +181,22 @@ ring_chain_begin(RingChain *chain, uint64 last_lsn)
 	chain->applied = fleet_read_pos(&fleet_shared->applied);
 	chain->durable = fleet_read_pos(&fleet_shared->durable);
 	chain->next = last_lsn;
-	chain->retained = false;
-	chain->oldest = 0;
-}
-
-/*
- * Like ring_chain_begin, but the walk goes on through applied records for
- * as long as their bytes are intact (see ring.h): for readers that would
- * otherwise read those messages from the table.
- */
-void
-ring_chain_begin_retained(RingChain *chain, uint64 last_lsn)
-{
-	ring_chain_begin(chain, last_lsn);
-	chain->retained = true;
-}
-
-/*
- * Were the ring bytes of position lsn intact when this process read them
- * (before this call)?
- */
-static bool
-ring_intact(uint64 lsn)
-{
-	pg_read_barrier();
-	return pg_atomic_read_u64(&fleet_shared->reserved) <=
-		lsn + fleet_shared->ring_size;
 }
 
 /*
  * The next record of the walk, one older than the last: its position in
  * *lsn, its header in *hdr.  Returns false once the chain ends or leaves
- * the ring (or, in a retained walk, reaches bytes no longer intact).
+ * the ring.
  */
 bool
 ring_chain_next(RingChain *chain, uint64 *lsn, FleetRecordHeader *hdr)
 {
-	uint64		next = chain->next;
-
-	if (next == 0)
+	if (!ring_record_live(chain->next, chain->applied))
 		return false;
-	if (!ring_record_live(next, chain->applied))
-	{
-		if (!chain->retained || !ring_intact(next))
-			return false;
-		ring_read_header(next, hdr);
-		if (!ring_intact(next) || hdr->lsn != next ||
-			hdr->total_len < sizeof(FleetRecordHeader) ||
-			FLEET_REC_ALIGN(hdr->total_len) > fleet_shared->ring_size ||
-			hdr->prev_lsn >= next)
-		{
-			chain->next = 0;
-			return false;
-		}
-		chain->oldest = next;
-	}
-	else
-		ring_read_header(next, hdr);
-	*lsn = next;
+	*lsn = chain->next;
+	ring_read_header(*lsn, hdr);
 	chain->next = hdr->prev_lsn;
 	return true;
-}
-
-/*
- * A palloc'd, MAXALIGNed copy of the record the walk just returned (lsn
- * and its header).  A copy of an applied record may be garbage until
- * ring_chain_intact says otherwise.
- */
-char *
-ring_chain_copy(RingChain *chain, uint64 lsn, const FleetRecordHeader *hdr)
-{
-	char	   *rec = palloc(FLEET_REC_ALIGN(hdr->total_len));
-
-	ring_read(lsn, rec, hdr->total_len);
-	return rec;
-}
-
-/*
- * After the copies of a walk: were all the bytes it read intact?  Always
- * true for a walk that read no applied record (reclaim_lock kept the live
- * ones in place).
- */
-bool
-ring_chain_intact(RingChain *chain)
-{
-	return chain->oldest == 0 || ring_intact(chain->oldest);
 }
 
 /*

@@ -22,22 +22,6 @@
  * ring_chain_end releases the lock.  Walkers hold it briefly: the applier
  * waits for them.  Lock order: partition -> reclaim_lock.
  *
- * Applied records stay in the ring
- * ---------------------------------
- * A record below `applied` is in the table, and its bytes stay in the ring
- * until an insert reserves their space again, ring_size bytes later.  A
- * walk begun with ring_chain_begin_retained goes on past `applied` through
- * such records, without any lock against the writers: ring_write raises
- * FleetShared->reserved (write barrier) before it copies, and a reader
- * reads `reserved` (read barrier) after its copy; the bytes of position p
- * were intact if reserved <= p + ring_size then (a seqlock, with the
- * log position as the sequence).  ring_chain_next checks each applied
- * header so before following it; the caller copies the records with
- * ring_chain_copy and must call ring_chain_intact before it decodes any:
- * false means an insert overwrote part of what was read, and the copies
- * are garbage.  A header must also name its own position, so a walk never
- * follows bytes of another record.
- *
  * src/ring.h
  *
  *-------------------------------------------------------------------------
@@ -59,15 +43,10 @@ typedef struct RingChain
 	uint64		applied;		/* records below this have left the ring */
 	uint64		durable;		/* the log is fsynced up to here */
 	uint64		next;			/* the record to visit next, 0: none */
-	bool		retained;		/* go on through applied records */
-	uint64		oldest;			/* oldest applied position read, 0: none */
 } RingChain;
 
 extern void ring_chain_begin(RingChain *chain, uint64 last_lsn);
-extern void ring_chain_begin_retained(RingChain *chain, uint64 last_lsn);
 extern bool ring_chain_next(RingChain *chain, uint64 *lsn, FleetRecordHeader *hdr);
-extern char *ring_chain_copy(RingChain *chain, uint64 lsn, const FleetRecordHeader *hdr);
-extern bool ring_chain_intact(RingChain *chain);
 extern void ring_chain_end(RingChain *chain);
 
 /*

@@ -126,7 +126,6 @@ shmem_startup(void)
 		pg_atomic_init_u64(&fleet_shared->written, FLEET_FIRST_LSN);
 		pg_atomic_init_u64(&fleet_shared->durable, FLEET_FIRST_LSN);
 		pg_atomic_init_u64(&fleet_shared->applied, FLEET_FIRST_LSN);
-		pg_atomic_init_u64(&fleet_shared->reserved, FLEET_FIRST_LSN);
 		pg_atomic_init_u64(&fleet_shared->eviction_count, 0);
 		pg_atomic_init_u64(&fleet_shared->durable_xlog, 0);
 		pg_atomic_init_u32(&fleet_shared->replica_state, 0);
@@ -145,8 +144,6 @@ shmem_startup(void)
 		pg_atomic_init_u64(&fleet_shared->tombstones, 0);
 		pg_atomic_init_u64(&fleet_shared->tombstones_applied, 0);
 		pg_atomic_init_u64(&fleet_shared->space_waits, 0);
-		pg_atomic_init_u64(&fleet_shared->reads_ring, 0);
-		pg_atomic_init_u64(&fleet_shared->reads_table, 0);
 		pg_atomic_init_u64(&fleet_shared->fsyncs, 0);
 		pg_atomic_init_u64(&fleet_shared->fsync_usec, 0);
 		pg_atomic_init_u64(&fleet_shared->applier_batches, 0);

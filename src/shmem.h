@@ -22,9 +22,6 @@
  *	 held across the write and the fdatasync; `applied` only by the applier
  *	 (or by recovery before READY).  All three are atomics read without
  *	 locks.
- * - `reserved` is written only by the one process that may write the ring
- *	 at the time (the holder of insert_lock; recovery before READY; redo on
- *	 a standby, where nothing appends), before it copies; see ring.h.
  * - reclaim_lock: the applier advances `applied` holding it exclusively;
  *	 readers that walk records in the ring hold it shared, so the bytes they
  *	 read cannot be recycled under them.
@@ -77,14 +74,6 @@ typedef struct FleetShared
 	pg_atomic_uint64 durable;
 	pg_atomic_uint64 applied;
 
-	/*
-	 * The end of the highest log position any process has begun to copy
-	 * into the ring (ring_write raises it before copying).  Ring bytes of
-	 * position p are intact while reserved <= p + ring_size: how readers
-	 * of applied records validate their copies (ring.h).
-	 */
-	pg_atomic_uint64 reserved;
-
 	/* bumped whenever the applier evicts session entries */
 	pg_atomic_uint64 eviction_count;
 
@@ -124,8 +113,6 @@ typedef struct FleetShared
 	pg_atomic_uint64 tombstones;	/* deletions inserted (under insert_lock) */
 	pg_atomic_uint64 tombstones_applied;	/* ... and applied (applier) */
 	pg_atomic_uint64 space_waits;	/* inserts that waited for ring space */
-	pg_atomic_uint64 reads_ring;	/* reads served by the ring alone */
-	pg_atomic_uint64 reads_table;	/* reads that needed fleetlm.messages */
 	pg_atomic_uint64 fsyncs;	/* writer fdatasync rounds */
 	pg_atomic_uint64 fsync_usec;	/* total time in write + fdatasync */
 	pg_atomic_uint64 applier_batches;
