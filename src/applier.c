@@ -625,16 +625,18 @@ applier_main(Datum main_arg)
 			}
 		}
 		{
-			bool		crowded = session_count() > fleetlm_max_active_sessions * 3 / 4;
 			TimestampTz now = GetCurrentTimestamp();
+			bool		idle = TimestampDifferenceExceeds(last_evict, now,
+														  APPLIER_EVICT_EVERY_MS);
 
-			if (crowded ||
-				TimestampDifferenceExceeds(last_evict, now, APPLIER_EVICT_EVERY_MS))
+			/* one partition at a time: appends elsewhere go on meanwhile */
+			if (idle || session_crowded())
 			{
 				/* backends waiting for a free entry wait on applied_cv */
-				if (session_evict(applied, crowded) > 0)
+				if (session_evict(applied, idle, false) > 0)
 					ConditionVariableBroadcast(&fleet_shared->applied_cv);
-				last_evict = now;
+				if (idle)
+					last_evict = now;
 			}
 		}
 
