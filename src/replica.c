@@ -643,7 +643,7 @@ replica_redo_applied(const xl_fleet_applied *xlrec)
 	}
 	LWLockRelease(fleet_shared->write_lock);
 
-	(void) session_evict(fleet_read_pos(&fleet_shared->applied), false, true);
+	(void) session_evict(fleet_read_pos(&fleet_shared->applied), true);
 	if (segment_start(fleet_read_pos(&fleet_shared->applied)) != old_seg)
 	{
 		replica_close_fd();

@@ -2,8 +2,9 @@
  *
  * session.c
  *	  The partitioned shared session table: lookup, load from the tables on
- *	  a miss, eviction of idle, fully applied sessions, and the eviction
- *	  marks that guard readers of the tables against a racing eviction.
+ *	  a miss, eviction of the least recently used fully applied sessions
+ *	  when a partition is crowded, and the eviction marks that guard
+ *	  readers of the tables against a racing eviction.
  *
  * Each of the FLEET_SESSION_PARTITIONS partitions is a hash table of its
  * own, with its own capacity and eviction counter, protected by its
@@ -34,9 +35,6 @@
 #include "shmem.h"
 #include "tables.h"
 
-/* Sessions idle this long are evicted once all their records are applied */
-#define FLEET_SESSION_IDLE_MS	10000
-
 /*
  * The partition of a hash code: its top bits.  dynahash picks a bucket by
  * the low bits, so the low bits, taken for the partition, would leave all
@@ -63,8 +61,9 @@ static void session_removed(int part, uint64 n);
 static bool session_deletion_applied(FleetSession *entry);
 static void session_fill_entry(FleetSession *entry, const FleetSessionInfo *info);
 static void session_wait_for_eviction(void);
+static long session_crowded_limit(void);
 static uint64 session_evict_partition(int part, uint64 applied,
-									  TimestampTz idle_before, long target);
+									  TimestampTz cutoff, long target);
 static int	session_timestamp_cmp(const void *a, const void *b);
 
 /*
@@ -241,13 +240,23 @@ session_count(void)
 }
 
 /*
- * Is any partition more than three quarters full?  (Read without the
- * partition locks: the applier's hint to evict now.)
+ * A partition with more entries than this is crowded: the applier evicts
+ * from it (7/8 of its capacity).
+ */
+static long
+session_crowded_limit(void)
+{
+	return session_capacity() * 7 / 8;
+}
+
+/*
+ * Is any partition crowded?  (Read without the partition locks: the
+ * applier's hint to evict now.)
  */
 bool
 session_crowded(void)
 {
-	long		limit = session_capacity() * 3 / 4;
+	long		limit = session_crowded_limit();
 
 	for (int i = 0; i < FLEET_SESSION_PARTITIONS; i++)
 		if (hash_get_num_entries(session_htabs[i]) > limit)
@@ -597,16 +606,16 @@ session_timestamp_cmp(const void *a, const void *b)
 
 /*
  * Evict from partition `part` the entries whose records are all applied
- * (below `applied`) and that were last used at or before `idle_before`.
- * Then, if `target` >= 0 and the partition is still more than three
- * quarters full, evict the least recently used of its applied entries
- * until it holds `target` entries or none of them is left.  Holds the
- * partition's lock alone, across one scan of the partition (two when the
- * second step runs; the sort in between runs without the lock).  Returns
- * the number evicted.
+ * (below `applied`) and that were last used at or before `cutoff`
+ * (DT_NOEND: every applied entry; DT_NOBEGIN: none).  Then, if `target`
+ * >= 0 and the partition is crowded, evict the least recently used of its
+ * applied entries until it holds `target` entries or none of them is left.
+ * Holds the partition's lock alone, across one scan of the partition (two
+ * when the second step runs; the sort in between runs without the lock).
+ * Returns the number evicted.
  */
 static uint64
-session_evict_partition(int part, uint64 applied, TimestampTz idle_before,
+session_evict_partition(int part, uint64 applied, TimestampTz cutoff,
 						long target)
 {
 	HTAB	   *htab = session_htabs[part];
@@ -617,7 +626,7 @@ session_evict_partition(int part, uint64 applied, TimestampTz idle_before,
 	TimestampTz *used = NULL;
 	long		nused = 0;
 	long		excess = 0;
-	TimestampTz cutoff;
+	TimestampTz next_cutoff;
 
 	if (target >= 0)
 		used = (TimestampTz *) palloc(sizeof(TimestampTz) * session_capacity());
@@ -628,7 +637,7 @@ session_evict_partition(int part, uint64 applied, TimestampTz idle_before,
 	{
 		if (ring_record_live(entry->last_lsn, applied))
 			continue;
-		if (entry->last_used > idle_before)
+		if (entry->last_used > cutoff)
 		{
 			if (used != NULL && nused < session_capacity())
 				used[nused++] = entry->last_used;
@@ -639,7 +648,7 @@ session_evict_partition(int part, uint64 applied, TimestampTz idle_before,
 	}
 	/* loaders that raced with this compare it under their partition lock */
 	session_removed(part, evicted);
-	if (target >= 0 && hash_get_num_entries(htab) > session_capacity() * 3 / 4)
+	if (target >= 0 && hash_get_num_entries(htab) > session_crowded_limit())
 		excess = hash_get_num_entries(htab) - target;
 	LWLockRelease(lock);
 
@@ -652,46 +661,41 @@ session_evict_partition(int part, uint64 applied, TimestampTz idle_before,
 
 	/* the excess-th oldest use among the applied entries seen */
 	if (excess >= nused)
-		cutoff = DT_NOEND;
+		next_cutoff = DT_NOEND;
 	else
 	{
 		qsort(used, nused, sizeof(TimestampTz), session_timestamp_cmp);
-		cutoff = used[excess - 1];
+		next_cutoff = used[excess - 1];
 	}
 	pfree(used);
 
 	/* entries used since have a later last_used and stay */
-	return evicted + session_evict_partition(part, applied, cutoff, -1);
+	return evicted + session_evict_partition(part, applied, next_cutoff, -1);
 }
 
 /*
- * Evict, one partition at a time, the entries whose records are all
- * applied and that are idle (`idle`: FLEET_SESSION_IDLE_MS) or, with
- * `all`, every such entry; in any case the least recently used applied
- * entries of a partition more than three quarters full, down to half of
- * it.  Called by the applier after it published `applied` (`idle` once a
- * second, neither flag when session_crowded()), and on a standby with
- * `all` as applied moves.  Returns the number evicted.
+ * Evict, one partition at a time, from each crowded partition (more than
+ * 7/8 full) the least recently used entries whose records are all
+ * applied, down to 3/4 of the partition; with `all`, every entry of every
+ * partition whose records are all applied.  Entries are not evicted for
+ * being idle: while its partition has room an entry stays, and the next
+ * append to its session needs no read of the tables.  Called by the
+ * applier after it published `applied` when session_crowded(), and on a
+ * standby with `all` as applied moves.  Returns the number evicted.
  */
 uint64
-session_evict(uint64 applied, bool idle, bool all)
+session_evict(uint64 applied, bool all)
 {
-	TimestampTz idle_before = DT_NOBEGIN;
-	long		target = session_capacity() / 2;
-	long		limit = session_capacity() * 3 / 4;
+	long		target = session_capacity() * 3 / 4;
+	long		limit = session_crowded_limit();
 	uint64		evicted = 0;
 
-	if (all)
-		idle_before = DT_NOEND;
-	else if (idle)
-		idle_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-												  -FLEET_SESSION_IDLE_MS);
 	for (int i = 0; i < FLEET_SESSION_PARTITIONS; i++)
 	{
-		/* nothing to do in an uncrowded partition but an idle scan */
-		if (!idle && !all && hash_get_num_entries(session_htabs[i]) <= limit)
-			continue;
-		evicted += session_evict_partition(i, applied, idle_before, target);
+		if (all)
+			evicted += session_evict_partition(i, applied, DT_NOEND, -1);
+		else if (hash_get_num_entries(session_htabs[i]) > limit)
+			evicted += session_evict_partition(i, applied, DT_NOBEGIN, target);
 	}
 	return evicted;
 }

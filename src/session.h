@@ -68,7 +68,7 @@ extern bool session_load_info(const char *id, FleetSessionInfo *info,
 extern void session_error_missing(const char *id, bool deleted) pg_attribute_noreturn();
 extern int64 session_durable_last_seq(FleetSession *entry, uint64 durable,
 									  uint64 applied);
-extern uint64 session_evict(uint64 applied, bool idle, bool all);
+extern uint64 session_evict(uint64 applied, bool all);
 extern bool session_crowded(void);
 extern bool session_replay(const char *id, uint64 lsn, int64 seq, bool deleted);
 extern void session_clear(void);
