@@ -290,7 +290,7 @@ fleetlm_define_gucs(bool preloading)
 
 	DefineCustomIntVariable("fleetlm.max_active_sessions",
 							"Sessions the shared session table can hold at once.",
-							"Sessions with unapplied or recent messages stay in it; idle ones are evicted.",
+							"Sessions stay in it while their partition has room; from a crowded partition the least recently used ones whose messages are all applied are evicted.",
 							&fleetlm_max_active_sessions,
 							131072,
 							16,
