@@ -47,7 +47,7 @@ StaticAssertDecl(FLEET_SESSION_PARTITIONS == (1 << (32 - FLEET_SESSION_PARTITION
 /* Shared state of a partition besides its hash table */
 typedef struct SessionPartition
 {
-	/* entries removed from this partition, ever (see session_eviction_mark) */
+	/* bumped with every removal from it (see session_eviction_mark) */
 	pg_atomic_uint64 evictions;
 } SessionPartition;
 
@@ -161,10 +161,10 @@ session_find(const char *id, uint32 hashcode)
 }
 
 /*
- * Count n removals from partition `part`, whose lock the caller holds
- * exclusively: a loader of a session of this partition whose snapshot
- * predates them retries, and so does a reader of several sessions
- * (FleetShared->eviction_count).
+ * Count a batch of n removals from partition `part` (nothing if n is 0),
+ * whose lock the caller holds exclusively: a loader of a session of this
+ * partition whose snapshot predates them retries, and so does a reader of
+ * several sessions (FleetShared->eviction_count).
  */
 static void
 session_removed(int part, uint64 n)
@@ -276,9 +276,9 @@ session_crowded(void)
 uint64
 session_eviction_mark(uint32 hashcode)
 {
-	uint64		mark;
+	SessionPartition *p = &session_parts[session_partition_of(hashcode)];
+	uint64		mark = pg_atomic_read_u64(&p->evictions);
 
-	mark = pg_atomic_read_u64(&session_parts[session_partition_of(hashcode)].evictions);
 	pg_memory_barrier();
 	return mark;
 }
@@ -290,7 +290,9 @@ session_eviction_mark(uint32 hashcode)
 bool
 session_evicted_since(uint32 hashcode, uint64 mark)
 {
-	return pg_atomic_read_u64(&session_parts[session_partition_of(hashcode)].evictions) != mark;
+	SessionPartition *p = &session_parts[session_partition_of(hashcode)];
+
+	return pg_atomic_read_u64(&p->evictions) != mark;
 }
 
 /*
@@ -476,7 +478,7 @@ session_acquire(const char *id, uint32 hashcode)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("too many active fleetlm sessions"),
-					 errdetail("All %ld entries of the session table's partition of this session hold sessions with unapplied or recent messages.",
+					 errdetail("All %ld entries of the session table's partition of this session hold sessions with unapplied messages.",
 							   session_capacity()),
 					 errhint("Increase fleetlm.max_active_sessions.")));
 		}
