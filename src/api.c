@@ -214,7 +214,7 @@ api_session_rows(SessionQuery q, Datum *args, char *nulls, SessionRow **out)
 		int			n;
 
 		CHECK_FOR_INTERRUPTS();
-		mark = session_eviction_mark();
+		mark = session_eviction_mark_all();
 		n = api_read_sessions(q, args, nulls, &rows);
 		for (int i = 0; i < n; i++)
 		{
@@ -242,7 +242,7 @@ api_session_rows(SessionQuery q, Datum *args, char *nulls, SessionRow **out)
 				break;
 			}
 		}
-		if (n < 0 || session_evicted_since(mark))
+		if (n < 0 || session_evicted_since_all(mark))
 			continue;
 		*out = rows;
 		return n;
@@ -667,7 +667,7 @@ fleetlm_wait_for_messages(PG_FUNCTION_ARGS)
 	{
 		for (;;)
 		{
-			uint64		mark = session_eviction_mark();
+			uint64		mark = session_eviction_mark(hashcode);
 
 			if (read_messages(session_id, after_seq, max_count,
 							  rsinfo->setResult, rsinfo->setDesc) > 0)
@@ -716,7 +716,7 @@ fleetlm_wait_for_messages(PG_FUNCTION_ARGS)
 						goto timed_out;
 					continue;
 				}
-				if (entry == NULL && session_evicted_since(mark))
+				if (entry == NULL && session_evicted_since(hashcode, mark))
 					break;		/* the tables may know more now */
 
 				left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);

@@ -59,7 +59,6 @@
 
 #define APPLIER_MAX_BACKOFF_MS	10000
 #define APPLIER_MAX_LOCK_BACKOFF_MS	1000
-#define APPLIER_EVICT_EVERY_MS	1000
 #define APPLIER_NCOLS			9
 
 /* Rows of one INSERT, as the columns' datums */
@@ -515,7 +514,6 @@ void
 applier_main(Datum main_arg)
 {
 	int			backoff_ms = 0;
-	TimestampTz last_evict = 0;
 	uint64		last_applied_seg = UINT64_MAX;
 	uint64		last_written_seg = UINT64_MAX;
 
@@ -624,18 +622,12 @@ applier_main(Datum main_arg)
 				last_written_seg = segment_start(written);
 			}
 		}
+		/* one partition at a time: appends elsewhere go on meanwhile */
+		if (session_crowded())
 		{
-			bool		crowded = session_count() > fleetlm_max_active_sessions * 3 / 4;
-			TimestampTz now = GetCurrentTimestamp();
-
-			if (crowded ||
-				TimestampDifferenceExceeds(last_evict, now, APPLIER_EVICT_EVERY_MS))
-			{
-				/* backends waiting for a free entry wait on applied_cv */
-				if (session_evict(applied, crowded) > 0)
-					ConditionVariableBroadcast(&fleet_shared->applied_cv);
-				last_evict = now;
-			}
+			/* backends waiting for a free entry wait on applied_cv */
+			if (session_evict(applied, false) > 0)
+				ConditionVariableBroadcast(&fleet_shared->applied_cv);
 		}
 
 		/*

@@ -35,7 +35,7 @@ char	   *fleetlm_database = NULL;
 char	   *fleetlm_wal_directory = NULL;
 int			fleetlm_wal_buffers_kb = 16384;
 int			fleetlm_wal_segment_size_mb = 16;
-int			fleetlm_max_active_sessions = 16384;
+int			fleetlm_max_active_sessions = 131072;
 int			fleetlm_max_message_size_kb = 1024;
 int			fleetlm_flush_interval_ms = 300;
 int			fleetlm_flush_batch_size = 10000;
@@ -290,9 +290,9 @@ fleetlm_define_gucs(bool preloading)
 
 	DefineCustomIntVariable("fleetlm.max_active_sessions",
 							"Sessions the shared session table can hold at once.",
-							"Sessions with unapplied or recent messages stay in it; idle ones are evicted.",
+							"Sessions stay in it while their partition has room; from a crowded partition the least recently used ones whose messages are all applied are evicted.",
 							&fleetlm_max_active_sessions,
-							16384,
+							131072,
 							16,
 							INT_MAX / 1024,
 							PGC_POSTMASTER,

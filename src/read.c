@@ -237,7 +237,7 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 		CHECK_FOR_INTERRUPTS();
 		if (attempt > 0)
 			tuplestore_clear(store);	/* the table rows of a failed attempt */
-		mark = session_eviction_mark();
+		mark = session_eviction_mark(hashcode);
 		exists = tables_read_messages(session_id, after_seq, max_count,
 									  GetLatestSnapshot(), store, &table_rows);
 		table_last = after_seq + table_rows;
@@ -255,7 +255,7 @@ read_messages(const char *session_id, int64 after_seq, int32 max_count,
 		if (entry == NULL)
 		{
 			/* tables alone are complete unless an eviction raced with us */
-			if (session_evicted_since(mark))
+			if (session_evicted_since(hashcode, mark))
 				continue;
 			if (!exists)
 				session_error_missing(session_id, false);
@@ -367,10 +367,10 @@ read_last_seq(const char *session_id)
 		}
 		LWLockRelease(plock);
 
-		mark = session_eviction_mark();
+		mark = session_eviction_mark(hashcode);
 		if (!session_load_info(session_id, &info, false))
 			session_error_missing(session_id, false);
-		if (!session_evicted_since(mark))
+		if (!session_evicted_since(hashcode, mark))
 			return info.last_seq;
 	}
 }
@@ -380,7 +380,7 @@ read_last_seq(const char *session_id)
  * last durable seq and, when that message is still in the ring, its time
  * and sender.  Returns false if there is no (live) entry: the tables alone
  * then know the session.  Callers that combine this with a table read
- * guard against a racing eviction with session_eviction_mark().
+ * guard against a racing eviction with session_eviction_mark(hashcode).
  */
 bool
 read_session_tail(const char *session_id, SessionTail *tail)

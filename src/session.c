@@ -2,8 +2,14 @@
  *
  * session.c
  *	  The partitioned shared session table: lookup, load from the tables on
- *	  a miss, eviction of idle, fully applied sessions, and the eviction
- *	  marks that guard readers of the tables against a racing eviction.
+ *	  a miss, eviction of the least recently used fully applied sessions
+ *	  when a partition is crowded, and the eviction marks that guard
+ *	  readers of the tables against a racing eviction.
+ *
+ * Each of the FLEET_SESSION_PARTITIONS partitions is a hash table of its
+ * own, with its own capacity and eviction counter, protected by its
+ * partition lock.  Eviction therefore locks and scans one partition at a
+ * time; no operation but session_clear holds more than one partition lock.
  *
  * See session.h for the locking rules and the invariant that makes a load
  * from the tables correct.
@@ -29,57 +35,118 @@
 #include "shmem.h"
 #include "tables.h"
 
-/* Sessions idle this long are evicted once all their records are applied */
-#define FLEET_SESSION_IDLE_MS	10000
+/*
+ * The partition of a hash code: its top bits.  dynahash picks a bucket by
+ * the low bits, so the low bits, taken for the partition, would leave all
+ * but one in FLEET_SESSION_PARTITIONS buckets of each partition empty.
+ */
+#define FLEET_SESSION_PARTITION_SHIFT	(32 - 4)
+StaticAssertDecl(FLEET_SESSION_PARTITIONS == (1 << (32 - FLEET_SESSION_PARTITION_SHIFT)),
+				 "FLEET_SESSION_PARTITION_SHIFT must match FLEET_SESSION_PARTITIONS");
 
-static HTAB *session_htab = NULL;
+/* Shared state of a partition besides its hash table */
+typedef struct SessionPartition
+{
+	/* bumped with every removal from it (see session_eviction_mark) */
+	pg_atomic_uint64 evictions;
+} SessionPartition;
 
+/* The partitions' hash tables, and their shared counters */
+static HTAB *session_htabs[FLEET_SESSION_PARTITIONS];
+static SessionPartition *session_parts = NULL;
+
+static int	session_partition_of(uint32 hashcode);
+static long session_capacity(void);
+static void session_removed(int part, uint64 n);
 static bool session_deletion_applied(FleetSession *entry);
 static void session_fill_entry(FleetSession *entry, const FleetSessionInfo *info);
 static void session_wait_for_eviction(void);
+static long session_crowded_limit(void);
+static uint64 session_evict_partition(int part, uint64 applied,
+									  TimestampTz cutoff, long target);
+static int	session_timestamp_cmp(const void *a, const void *b);
+
+/*
+ * Entries per partition: fleetlm.max_active_sessions spread over the
+ * partitions, rounded up.
+ */
+static long
+session_capacity(void)
+{
+	return (fleetlm_max_active_sessions + FLEET_SESSION_PARTITIONS - 1) /
+		FLEET_SESSION_PARTITIONS;
+}
 
 Size
 session_shmem_size(void)
 {
-	return hash_estimate_size(fleetlm_max_active_sessions, sizeof(FleetSession));
+	Size		size = MAXALIGN(mul_size(sizeof(SessionPartition),
+										 FLEET_SESSION_PARTITIONS));
+
+	for (int i = 0; i < FLEET_SESSION_PARTITIONS; i++)
+		size = add_size(size, hash_estimate_size(session_capacity(),
+												 sizeof(FleetSession)));
+	return size;
 }
 
 /*
- * Create or attach to the session table (caller holds AddinShmemInitLock).
+ * Create or attach to the session table's partitions (caller holds
+ * AddinShmemInitLock).
  */
 void
 session_shmem_init(void)
 {
-	HASHCTL		info;
+	bool		found;
 
-	info.keysize = FLEETLM_ID_MAXLEN + 1;
-	info.entrysize = sizeof(FleetSession);
-	info.num_partitions = FLEET_SESSION_PARTITIONS;
-	session_htab = ShmemInitHash("fleetlm sessions",
-								 fleetlm_max_active_sessions,
-								 fleetlm_max_active_sessions,
-								 &info,
-								 HASH_ELEM | HASH_STRINGS | HASH_PARTITION);
+	session_parts = (SessionPartition *)
+		ShmemInitStruct("fleetlm session partitions",
+						mul_size(sizeof(SessionPartition), FLEET_SESSION_PARTITIONS),
+						&found);
+	for (int i = 0; i < FLEET_SESSION_PARTITIONS; i++)
+	{
+		HASHCTL		info;
+		char		name[64];
+
+		if (!found)
+			pg_atomic_init_u64(&session_parts[i].evictions, 0);
+		info.keysize = FLEETLM_ID_MAXLEN + 1;
+		info.entrysize = sizeof(FleetSession);
+		snprintf(name, sizeof(name), "fleetlm sessions %d", i);
+		session_htabs[i] = ShmemInitHash(name,
+										 session_capacity(),
+										 session_capacity(),
+										 &info,
+										 HASH_ELEM | HASH_STRINGS);
+	}
 }
 
 /*
- * The hash code of session `id`, which selects its partition lock; ids
- * longer than a key hash as their first FLEETLM_ID_MAXLEN bytes.
+ * The partition of a hash code.
+ */
+static int
+session_partition_of(uint32 hashcode)
+{
+	return (int) (hashcode >> FLEET_SESSION_PARTITION_SHIFT);
+}
+
+/*
+ * The hash code of session `id`, which selects its partition; ids longer
+ * than a key hash as their first FLEETLM_ID_MAXLEN bytes.
  */
 uint32
 session_hash_code(const char *id)
 {
 	char		key[FLEETLM_ID_MAXLEN + 1];
 
-	/* hash the key exactly as dynahash will compare it */
+	/* hash the key exactly as dynahash will compare it (all use one hash) */
 	strlcpy(key, id, sizeof(key));
-	return get_hash_value(session_htab, key);
+	return get_hash_value(session_htabs[0], key);
 }
 
 LWLock *
 session_partition_lock(uint32 hashcode)
 {
-	return fleet_shared->partition_locks[hashcode % FLEET_SESSION_PARTITIONS];
+	return fleet_shared->partition_locks[session_partition_of(hashcode)];
 }
 
 /*
@@ -88,9 +155,24 @@ session_partition_lock(uint32 hashcode)
 FleetSession *
 session_find(const char *id, uint32 hashcode)
 {
-	return (FleetSession *) hash_search_with_hash_value(session_htab, id,
-														hashcode, HASH_FIND,
-														NULL);
+	return (FleetSession *)
+		hash_search_with_hash_value(session_htabs[session_partition_of(hashcode)],
+									id, hashcode, HASH_FIND, NULL);
+}
+
+/*
+ * Count a batch of n removals from partition `part` (nothing if n is 0),
+ * whose lock the caller holds exclusively: a loader of a session of this
+ * partition whose snapshot predates them retries, and so does a reader of
+ * several sessions (FleetShared->eviction_count).
+ */
+static void
+session_removed(int part, uint64 n)
+{
+	if (n == 0)
+		return;
+	pg_atomic_fetch_add_u64(&session_parts[part].evictions, 1);
+	pg_atomic_fetch_add_u64(&fleet_shared->eviction_count, 1);
 }
 
 /*
@@ -132,27 +214,93 @@ void
 session_remove(FleetSession *entry)
 {
 	char		id[FLEETLM_ID_MAXLEN + 1];
+	uint32		hashcode;
+	int			part;
 
 	strlcpy(id, entry->id, sizeof(id));
-	pg_atomic_fetch_add_u64(&fleet_shared->eviction_count, 1);
-	hash_search(session_htab, id, HASH_REMOVE, NULL);
-}
-
-long
-session_count(void)
-{
-	return hash_get_num_entries(session_htab);
+	hashcode = get_hash_value(session_htabs[0], id);
+	part = session_partition_of(hashcode);
+	session_removed(part, 1);
+	hash_search_with_hash_value(session_htabs[part], id, hashcode,
+								HASH_REMOVE, NULL);
 }
 
 /*
- * A mark to take before reading the tables for a session that has no
- * entry.  The entry may be evicted while the read runs, with records the
- * read's snapshot does not see yet; session_evicted_since(mark) after the
- * read says whether that can have happened, and the reader then retries.
- * The barrier keeps the read of the tables after the read of the mark.
+ * Entries in the table (read without the partition locks: a snapshot of
+ * moving counts, for statistics).
+ */
+long
+session_count(void)
+{
+	long		n = 0;
+
+	for (int i = 0; i < FLEET_SESSION_PARTITIONS; i++)
+		n += hash_get_num_entries(session_htabs[i]);
+	return n;
+}
+
+/*
+ * A partition with more entries than this is crowded: the applier evicts
+ * from it (7/8 of its capacity).
+ */
+static long
+session_crowded_limit(void)
+{
+	return session_capacity() * 7 / 8;
+}
+
+/*
+ * Is any partition crowded?  (Read without the partition locks: the
+ * applier's hint to evict now.)
+ */
+bool
+session_crowded(void)
+{
+	long		limit = session_crowded_limit();
+
+	for (int i = 0; i < FLEET_SESSION_PARTITIONS; i++)
+		if (hash_get_num_entries(session_htabs[i]) > limit)
+			return true;
+	return false;
+}
+
+/*
+ * A mark to take before reading the tables for the session with
+ * `hashcode` while it has no entry.  The entry may be evicted while the
+ * read runs, with records the read's snapshot does not see yet;
+ * session_evicted_since(hashcode, mark) after the read says whether that
+ * can have happened (an eviction in the session's partition), and the
+ * reader then retries.  The barrier keeps the read of the tables after the
+ * read of the mark.
  */
 uint64
-session_eviction_mark(void)
+session_eviction_mark(uint32 hashcode)
+{
+	SessionPartition *p = &session_parts[session_partition_of(hashcode)];
+	uint64		mark = pg_atomic_read_u64(&p->evictions);
+
+	pg_memory_barrier();
+	return mark;
+}
+
+/*
+ * Has an entry of the partition of `hashcode` been removed since
+ * session_eviction_mark(hashcode) returned mark?
+ */
+bool
+session_evicted_since(uint32 hashcode, uint64 mark)
+{
+	SessionPartition *p = &session_parts[session_partition_of(hashcode)];
+
+	return pg_atomic_read_u64(&p->evictions) != mark;
+}
+
+/*
+ * The same for a reader of any number of sessions: a mark that moves with
+ * every removal from any partition.
+ */
+uint64
+session_eviction_mark_all(void)
 {
 	uint64		mark = pg_atomic_read_u64(&fleet_shared->eviction_count);
 
@@ -160,11 +308,8 @@ session_eviction_mark(void)
 	return mark;
 }
 
-/*
- * Has an eviction happened since session_eviction_mark() returned mark?
- */
 bool
-session_evicted_since(uint64 mark)
+session_evicted_since_all(uint64 mark)
 {
 	return pg_atomic_read_u64(&fleet_shared->eviction_count) != mark;
 }
@@ -255,6 +400,7 @@ FleetSession *
 session_acquire(const char *id, uint32 hashcode)
 {
 	LWLock	   *lock = session_partition_lock(hashcode);
+	HTAB	   *htab = session_htabs[session_partition_of(hashcode)];
 	TimestampTz full_since = 0;
 	bool		was_deleted = false;
 
@@ -290,7 +436,7 @@ session_acquire(const char *id, uint32 hashcode)
 		 * have removed records our snapshot did not yet see, so retry if any
 		 * happened since before the snapshot.
 		 */
-		mark = session_eviction_mark();
+		mark = session_eviction_mark(hashcode);
 		if (!session_load_info(id, &info, true))
 			session_error_missing(id, was_deleted);
 
@@ -302,14 +448,14 @@ session_acquire(const char *id, uint32 hashcode)
 			LWLockRelease(lock);
 			continue;
 		}
-		if (session_evicted_since(mark))
+		if (session_evicted_since(hashcode, mark))
 		{
 			LWLockRelease(lock);
 			continue;
 		}
 		entry = NULL;
-		if (session_count() < fleetlm_max_active_sessions)
-			entry = (FleetSession *) hash_search_with_hash_value(session_htab, id,
+		if (hash_get_num_entries(htab) < session_capacity())
+			entry = (FleetSession *) hash_search_with_hash_value(htab, id,
 																 hashcode,
 																 HASH_ENTER_NULL,
 																 &found);
@@ -332,8 +478,8 @@ session_acquire(const char *id, uint32 hashcode)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("too many active fleetlm sessions"),
-					 errdetail("All %d entries of the session table hold sessions with unapplied or recent messages.",
-							   fleetlm_max_active_sessions),
+					 errdetail("All %ld entries of the session table's partition of this session hold sessions with unapplied messages.",
+							   session_capacity()),
 					 errhint("Increase fleetlm.max_active_sessions.")));
 		}
 		Assert(!found);
@@ -376,13 +522,14 @@ session_durable_last_seq(FleetSession *entry, uint64 durable, uint64 applied)
  * on a standby: make the session's entry point at it, as an append would
  * have.  The parties are not known (no query runs in the startup process)
  * and not needed: a standby does not append, and promotion empties the
- * table.  Returns false if the table is full even after evicting every
- * entry whose records are applied.
+ * table.  Returns false if the session's partition is full even after
+ * evicting every entry of it whose records are applied.
  */
 bool
 session_replay(const char *id, uint64 lsn, int64 seq, bool deleted)
 {
 	uint32		hashcode = session_hash_code(id);
+	int			part = session_partition_of(hashcode);
 	LWLock	   *lock = session_partition_lock(hashcode);
 
 	for (int attempt = 0; attempt < 2; attempt++)
@@ -391,10 +538,16 @@ session_replay(const char *id, uint64 lsn, int64 seq, bool deleted)
 		bool		found;
 
 		LWLockAcquire(lock, LW_EXCLUSIVE);
-		entry = (FleetSession *) hash_search_with_hash_value(session_htab, id,
-															 hashcode,
-															 HASH_ENTER_NULL,
-															 &found);
+		entry = (FleetSession *) hash_search_with_hash_value(session_htabs[part],
+															 id, hashcode,
+															 HASH_FIND, NULL);
+		found = (entry != NULL);
+		if (!found &&
+			hash_get_num_entries(session_htabs[part]) < session_capacity())
+			entry = (FleetSession *) hash_search_with_hash_value(session_htabs[part],
+																 id, hashcode,
+																 HASH_ENTER_NULL,
+																 &found);
 		if (entry != NULL)
 		{
 			if (!found)
@@ -410,14 +563,16 @@ session_replay(const char *id, uint64 lsn, int64 seq, bool deleted)
 			return true;
 		}
 		LWLockRelease(lock);
-		(void) session_evict(fleet_read_pos(&fleet_shared->applied), true);
+		(void) session_evict_partition(part, fleet_read_pos(&fleet_shared->applied),
+									   DT_NOEND, -1);
 	}
 	return false;
 }
 
 /*
  * Remove every entry (a standby's, at promotion or when its view of the
- * log starts over).  Counts as an eviction.
+ * log starts over).  Counts as an eviction.  The one operation that holds
+ * every partition lock, so that the table is empty at once.
  */
 void
 session_clear(void)
@@ -428,47 +583,121 @@ session_clear(void)
 
 	for (i = 0; i < FLEET_SESSION_PARTITIONS; i++)
 		LWLockAcquire(fleet_shared->partition_locks[i], LW_EXCLUSIVE);
-	hash_seq_init(&status, session_htab);
-	while ((entry = (FleetSession *) hash_seq_search(&status)) != NULL)
-		hash_search(session_htab, entry->id, HASH_REMOVE, NULL);
-	pg_atomic_fetch_add_u64(&fleet_shared->eviction_count, 1);
+	for (i = 0; i < FLEET_SESSION_PARTITIONS; i++)
+	{
+		hash_seq_init(&status, session_htabs[i]);
+		while ((entry = (FleetSession *) hash_seq_search(&status)) != NULL)
+			hash_search(session_htabs[i], entry->id, HASH_REMOVE, NULL);
+		session_removed(i, 1);
+	}
 	for (i = FLEET_SESSION_PARTITIONS - 1; i >= 0; i--)
 		LWLockRelease(fleet_shared->partition_locks[i]);
 }
 
 /*
- * Evict sessions whose records are all applied and that are idle (or all
- * such sessions when `aggressive`).  Called by the applier after it
- * published `applied`.  Returns the number evicted.
+ * qsort comparator of TimestampTz values.
  */
-uint64
-session_evict(uint64 applied, bool aggressive)
+static int
+session_timestamp_cmp(const void *a, const void *b)
 {
+	TimestampTz ta = *(const TimestampTz *) a;
+	TimestampTz tb = *(const TimestampTz *) b;
+
+	return (ta > tb) - (ta < tb);
+}
+
+/*
+ * Evict from partition `part` the entries whose records are all applied
+ * (below `applied`) and that were last used at or before `cutoff`
+ * (DT_NOEND: every applied entry; DT_NOBEGIN: none).  Then, if `target`
+ * >= 0 and the partition is crowded, evict the least recently used of its
+ * applied entries until it holds `target` entries or none of them is left.
+ * Holds the partition's lock alone, across one scan of the partition (two
+ * when the second step runs; the sort in between runs without the lock).
+ * Returns the number evicted.
+ */
+static uint64
+session_evict_partition(int part, uint64 applied, TimestampTz cutoff,
+						long target)
+{
+	HTAB	   *htab = session_htabs[part];
+	LWLock	   *lock = fleet_shared->partition_locks[part];
 	HASH_SEQ_STATUS status;
 	FleetSession *entry;
-	TimestampTz now = GetCurrentTimestamp();
 	uint64		evicted = 0;
-	int			i;
+	TimestampTz *used = NULL;
+	long		nused = 0;
+	long		excess = 0;
+	TimestampTz next_cutoff;
 
-	for (i = 0; i < FLEET_SESSION_PARTITIONS; i++)
-		LWLockAcquire(fleet_shared->partition_locks[i], LW_EXCLUSIVE);
+	if (target >= 0)
+		used = (TimestampTz *) palloc(sizeof(TimestampTz) * session_capacity());
 
-	hash_seq_init(&status, session_htab);
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	hash_seq_init(&status, htab);
 	while ((entry = (FleetSession *) hash_seq_search(&status)) != NULL)
 	{
 		if (ring_record_live(entry->last_lsn, applied))
 			continue;
-		if (!aggressive &&
-			!TimestampDifferenceExceeds(entry->last_used, now, FLEET_SESSION_IDLE_MS))
+		if (entry->last_used > cutoff)
+		{
+			if (used != NULL && nused < session_capacity())
+				used[nused++] = entry->last_used;
 			continue;
-		hash_search(session_htab, entry->id, HASH_REMOVE, NULL);
+		}
+		hash_search(htab, entry->id, HASH_REMOVE, NULL);
 		evicted++;
 	}
 	/* loaders that raced with this compare it under their partition lock */
-	if (evicted > 0)
-		pg_atomic_fetch_add_u64(&fleet_shared->eviction_count, 1);
+	session_removed(part, evicted);
+	if (target >= 0 && hash_get_num_entries(htab) > session_crowded_limit())
+		excess = hash_get_num_entries(htab) - target;
+	LWLockRelease(lock);
 
-	for (i = FLEET_SESSION_PARTITIONS - 1; i >= 0; i--)
-		LWLockRelease(fleet_shared->partition_locks[i]);
+	if (excess <= 0 || nused == 0)
+	{
+		if (used != NULL)
+			pfree(used);
+		return evicted;
+	}
+
+	/* the excess-th oldest use among the applied entries seen */
+	if (excess >= nused)
+		next_cutoff = DT_NOEND;
+	else
+	{
+		qsort(used, nused, sizeof(TimestampTz), session_timestamp_cmp);
+		next_cutoff = used[excess - 1];
+	}
+	pfree(used);
+
+	/* entries used since have a later last_used and stay */
+	return evicted + session_evict_partition(part, applied, next_cutoff, -1);
+}
+
+/*
+ * Evict, one partition at a time, from each crowded partition (more than
+ * 7/8 full) the least recently used entries whose records are all
+ * applied, down to 3/4 of the partition; with `all`, every entry of every
+ * partition whose records are all applied.  Entries are not evicted for
+ * being idle: while its partition has room an entry stays, and the next
+ * append to its session needs no read of the tables.  Called by the
+ * applier after it published `applied` when session_crowded(), and on a
+ * standby with `all` as applied moves.  Returns the number evicted.
+ */
+uint64
+session_evict(uint64 applied, bool all)
+{
+	long		target = session_capacity() * 3 / 4;
+	long		limit = session_crowded_limit();
+	uint64		evicted = 0;
+
+	for (int i = 0; i < FLEET_SESSION_PARTITIONS; i++)
+	{
+		if (all)
+			evicted += session_evict_partition(i, applied, DT_NOEND, -1);
+		else if (hash_get_num_entries(session_htabs[i]) > limit)
+			evicted += session_evict_partition(i, applied, DT_NOBEGIN, target);
+	}
 	return evicted;
 }

@@ -6,20 +6,23 @@
  *
  * Locking rules
  * -------------
- * The table is a partitioned shared hash; an entry is protected by the
- * partition lock its hash code selects (session_partition_lock()).
- * Appenders hold it exclusively while they assign a seq and insert the
- * record (then take insert_lock: partition -> insert), readers hold it
- * shared to copy last_seq/last_lsn.  The applier evicts entries holding all
- * partition locks exclusively, in partition order, and bumps
- * FleetShared->eviction_count while doing so.
+ * The table is FLEET_SESSION_PARTITIONS shared hash tables, one per
+ * partition; an entry is protected by the partition lock its hash code
+ * selects (session_partition_lock()).  Appenders hold it exclusively while
+ * they assign a seq and insert the record (then take insert_lock:
+ * partition -> insert), readers hold it shared to copy last_seq/last_lsn.
+ * The applier evicts entries one partition at a time, holding that
+ * partition's lock exclusively, and bumps the partition's eviction counter
+ * and FleetShared->eviction_count while it holds it.
  *
  * Invariant: a session without an entry has no record in
  * [applied, inserted), so the tables are complete for it.  A reader that
  * finds no entry and reads the tables instead brackets the read with
- * session_eviction_mark() and session_evicted_since(): an eviction during
- * the read may have removed an entry whose newest records the read's
- * snapshot does not see, and it then retries.
+ * session_eviction_mark(hashcode) and session_evicted_since(hashcode,
+ * mark): an eviction in the session's partition during the read may have
+ * removed an entry whose newest records the read's snapshot does not see,
+ * and it then retries.  A reader of many sessions uses
+ * session_eviction_mark_all() and session_evicted_since_all().
  *
  * src/session.h
  *
@@ -65,12 +68,15 @@ extern bool session_load_info(const char *id, FleetSessionInfo *info,
 extern void session_error_missing(const char *id, bool deleted) pg_attribute_noreturn();
 extern int64 session_durable_last_seq(FleetSession *entry, uint64 durable,
 									  uint64 applied);
-extern uint64 session_evict(uint64 applied, bool aggressive);
+extern uint64 session_evict(uint64 applied, bool all);
+extern bool session_crowded(void);
 extern bool session_replay(const char *id, uint64 lsn, int64 seq, bool deleted);
 extern void session_clear(void);
 extern long session_count(void);
 extern void session_remove(FleetSession *entry);
-extern uint64 session_eviction_mark(void);
-extern bool session_evicted_since(uint64 mark);
+extern uint64 session_eviction_mark(uint32 hashcode);
+extern bool session_evicted_since(uint32 hashcode, uint64 mark);
+extern uint64 session_eviction_mark_all(void);
+extern bool session_evicted_since_all(uint64 mark);
 
 #endif							/* FLEETLM_SESSION_H */

@@ -607,7 +607,7 @@ stream_session_state(const char *session_id, uint32 hashcode,
 	FleetSession *entry;
 
 	memset(st, 0, sizeof(*st));
-	st->evictions = session_eviction_mark();
+	st->evictions = session_eviction_mark(hashcode);
 	LWLockAcquire(plock, LW_SHARED);
 	entry = session_find_live(session_id, hashcode);
 	if (entry != NULL)
@@ -652,7 +652,7 @@ stream_turn_answered(const char *session_id, uint32 hashcode, int64 turn)
 		int			found;
 
 		CHECK_FOR_INTERRUPTS();
-		mark = session_eviction_mark();
+		mark = session_eviction_mark(hashcode);
 		if (idempotency_find_in_table(session_id, key, &applied) > 0)
 			return true;
 
@@ -665,7 +665,7 @@ stream_turn_answered(const char *session_id, uint32 hashcode, int64 turn)
 		if (entry == NULL)
 		{
 			/* no records in the ring: the table was complete, unless ... */
-			if (session_evicted_since(mark))
+			if (session_evicted_since(hashcode, mark))
 				continue;
 			if (!session_load_info(session_id, &info, false))
 				session_error_missing(session_id, false);
