@@ -32,7 +32,35 @@ our @EXPORT = qw(fleetlm_node create_sessions start_load finish_load wait_acked
   fleetlm_primary fleetlm_standby set_sync_standby wait_writable
   wait_standby verify_prefix check_continues acked_now
   append_statements flush_lsns lsn_number acked_before_lsn pg_wal_shim kill9_all
-  batch_markers check_batches);
+  batch_markers check_batches start_reader);
+
+# A psql session of its own for a test's reader, which may run thousands
+# of queries (BackgroundPsql would log every one).  Returns a hash:
+# query => sub (sql) returning (stdout, stderr) of that query, finish =>
+# sub that ends the session.
+sub start_reader
+{
+	my ($node) = @_;
+	my ($in, $out, $err) = ('', '', '');
+	my $h = IPC::Run::start([ 'psql', '-XAtq', '-d', $node->connstr('postgres'), '-f', '-' ],
+		'<', \$in, '>', \$out, '2>', \$err, IPC::Run::timeout(120));
+	return {
+		query => sub {
+			my ($sql) = @_;
+			$in .= "$sql;\n\\echo '--end--'\n";
+			$h->pump until $out =~ /--end--\n/;
+			my $o = $out;
+			$o =~ s/\n?--end--\n//;
+			$out = '';
+			my $e = $err;
+			$err = '';
+			return ($o, $e);
+		},
+		finish => sub {
+			$in .= "\\q\n";
+			$h->finish;
+		} };
+}
 
 # A started node with fleetlm preloaded and created in database postgres.
 # %conf: extra settings (name => value).

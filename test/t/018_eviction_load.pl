@@ -40,23 +40,9 @@ sub acked_so_far
 	return $n;
 }
 
-# A psql session of our own for the reader (BackgroundPsql would log every
-# one of its thousands of queries).
-my ($rin, $rout, $rerr) = ('', '', '');
-my $reader = IPC::Run::start([ 'psql', '-XAtq', '-d', $node->connstr('postgres'), '-f', '-' ],
-	'<', \$rin, '>', \$rout, '2>', \$rerr, IPC::Run::timeout(120));
-sub read_query
-{
-	my ($sql) = @_;
-	$rin .= "$sql;\n\\echo '--end--'\n";
-	$reader->pump until $rout =~ /--end--\n/;
-	my $out = $rout;
-	$out =~ s/\n?--end--\n//;
-	$rout = '';
-	my $err = $rerr;
-	$rerr = '';
-	return ($out, $err);
-}
+# the reader's own psql session (start_reader)
+my $reader = start_reader($node);
+sub read_query { return $reader->{query}->(@_); }
 
 # Read random sessions while the load runs.  A value of a session is
 # the durable count a read saw: last_seq(), or the last seq of messages().
@@ -105,8 +91,7 @@ while (time < $deadline)
 		}
 	}
 }
-$rin .= "\\q\n";
-$reader->finish;
+$reader->{finish}->();
 my ($acked, $sent) = finish_load($load);
 my $load_s = sprintf('%.1f', time - $t0);
 

@@ -64,21 +64,8 @@ my $per = 1500;
 my $load = start_load($node, sessions => $sessions, clients => $clients, per_client => $per,
 	tag => 'P', pad => 20, on_error_stop => 0, verbose => 1);
 
-my ($rin, $rout, $rerr) = ('', '', '');
-my $reader = IPC::Run::start([ 'psql', '-XAtq', '-d', $node->connstr('postgres'), '-f', '-' ],
-	'<', \$rin, '>', \$rout, '2>', \$rerr, IPC::Run::timeout(120));
-sub read_query
-{
-	my ($sql) = @_;
-	$rin .= "$sql;\n\\echo '--end--'\n";
-	$reader->pump until $rout =~ /--end--\n/;
-	my $out = $rout;
-	$out =~ s/\n?--end--\n//;
-	$rout = '';
-	my $err = $rerr;
-	$rerr = '';
-	return ($out, $err);
-}
+my $reader = start_reader($node);
+sub read_query { return $reader->{query}->(@_); }
 
 my (%last, @problems, @errors);
 my ($reads, $max_active) = (0, 0);
@@ -112,8 +99,7 @@ while (time < $deadline)
 		last if client_done($load) && $reads >= 100;
 	}
 }
-$rin .= "\\q\n";
-$reader->finish;
+$reader->{finish}->();
 my ($acked, $sent) = finish_load($load);
 
 my $e = check_client_errors($load, 'appends against per-partition eviction',
