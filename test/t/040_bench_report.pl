@@ -189,6 +189,13 @@ my $refs = references(index_results([ row(workload => 'mix', clients => 1, tps_s
 like($refs, qr/^- mix \/ plain_mix at 1 client: 3000 \/ 1000 tps = 3\.00x$/m, 'reference: mix / plain_mix at 1 client');
 like($refs, qr/^- cold_replay \/ plain_cold_replay at 1 client: 450 \/ 500 tps = 0\.90x$/m, 'reference: cold_replay / plain_cold_replay at 1 client');
 is(references(index_results([ row(workload => 'mix', clients => 1, tps_sustained => 3000) ])), '', 'no reference ratio without the baseline');
+$refs = references(index_results([ row(workload => 'plain_null', clients => 32, tps_sustained => 2600, msgs_per_s_sustained => 2600),
+	row(workload => 'plain_sync', clients => 32, msgs_per_s_sustained => 1300), row(workload => 'plain_async', clients => 32, msgs_per_s_sustained => 2000),
+	row(workload => 'append_small', clients => 32, msgs_per_s_sustained => 1950) ]));
+like($refs, qr/^- plain_null .* at 32 clients: 2600 tps; \/ plain_sync 1300 = 2\.00x; \/ plain_async 2000 = 1\.30x; append_small \/ plain_null = 1950 \/ 2600 = 0\.75x$/m,
+	'reference: plain_null against the inserts, and append_small against it');
+like(references(index_results([ row(workload => 'plain_null', clients => 32, tps_sustained => 2600) ])), qr/^- plain_null .*: 2600 tps$/m,
+	'plain_null alone: its rate, no ratio');
 
 # --- the driver rounds
 my @d = map {

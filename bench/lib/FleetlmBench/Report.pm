@@ -386,13 +386,25 @@ sub results_table
 	return $t;
 }
 
-# Reference ratios, not goals: the four-round-trip insert, the batches,
-# mix and cold_replay against their baselines at 1 client.
+# Reference ratios, not goals: PostgreSQL's cheapest durable transaction
+# (plain_null), the four-round-trip insert, the batches, mix and
+# cold_replay against their baselines at 1 client.
 sub references
 {
 	my ($ix) = @_;
 	my $t = '';
 	my $a32 = get($ix, 'append_small', 32, 'msgs_per_s_sustained');
+	my $n32 = get($ix, 'plain_null', 32, 'tps_sustained');
+	if (defined $n32)
+	{
+		my $ps = get($ix, 'plain_sync', 32, 'msgs_per_s_sustained');
+		my $pa = get($ix, 'plain_async', 32, 'msgs_per_s_sustained');
+		$t .= "- plain_null (a WAL message and its commit flush, no table: the cheapest durable transaction) at 32 clients: $n32 tps";
+		$t .= "; / plain_sync $ps = " . ratio($n32, $ps) . 'x' if defined $ps;
+		$t .= "; / plain_async $pa = " . ratio($n32, $pa) . 'x' if defined $pa;
+		$t .= "; append_small / plain_null = $a32 / $n32 = " . ratio($a32, $n32) . 'x' if defined $a32;
+		$t .= "\n";
+	}
 	for my $b ('plain4_sync', 'plain4_async')
 	{
 		my $x = get($ix, $b, 32, 'msgs_per_s_sustained');

@@ -1,0 +1,12 @@
+-- Reference, not a baseline of any goal: the cheapest durable transaction
+-- PostgreSQL offers.  A transactional logical message is one small WAL
+-- record in a transaction with an xid, so the commit writes a commit record
+-- and, with synchronous_commit = on, waits for its WAL flush through
+-- PostgreSQL's own group commit; no table, index or row lock is touched.
+-- (SELECT txid_current() would not do: a transaction that wrote no WAL
+-- before its commit record commits asynchronously.)  What it costs at 32
+-- clients bounds any durable single-statement write on this server, an
+-- append included, unless that write waits for its fsync more cheaply than
+-- PostgreSQL does.  wal_level replica is enough.
+--   pgbench -n -M prepared -f bench/plain_null.sql
+SELECT pg_logical_emit_message(true, 'fleetlm-bench', 'x');
