@@ -15,6 +15,9 @@
 #   on_sync     append_small, fleetlm.replication = on, one local
 #               synchronous standby (synchronous_commit = on)
 #   plain_sync  bench/plain_insert.sql with the same standby
+#   null_sync   bench/plain_null.sql with the same standby: the cheapest
+#               durable transaction (a WAL message and its commit), a
+#               reference: what a write that waits as a commit does reaches
 #   off         append_small, replication off, no standby
 #   plain_off   bench/plain_insert.sql, no standby
 #
@@ -79,32 +82,35 @@ sub median
 	return @s % 2 ? $s[$#s / 2] : ($s[@s / 2 - 1] + $s[@s / 2]) / 2;
 }
 
-# interleaved attempts of the two workloads; returns their medians
-sub measure_pair
+# interleaved attempts of the workloads, each [ label, script ]; returns
+# their medians in the same order
+sub measure_set
 {
-	my ($node, $label_a, $label_b) = @_;
-	my (@a, @b);
+	my ($node, @w) = @_;
+	my @r = map { [] } @w;
 	for my $i (1 .. $attempts)
 	{
-		push @a, run_pgbench($node, 'append_small.sql', $label_a);
-		push @b, run_pgbench($node, 'plain_insert.sql', $label_b);
+		push @{ $r[$_] }, run_pgbench($node, $w[$_][1], $w[$_][0]) for 0 .. $#w;
 	}
-	ok(1, "$label_a and $label_b measured ($attempts attempts)");
-	return (median(@a), median(@b));
+	ok(1, join(', ', map { $_->[0] } @w) . " measured ($attempts attempts)");
+	return map { median(@$_) } @r;
 }
 
 my $primary = fleetlm_primary('repl_bench_primary', conf => \%conf);
 my ($sout, $serr) = ('', '');
 IPC::Run::run(
 	[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', "nsessions=$nsessions",
-	  '-v', 'ncold=0', '-v', 'nidle=0', '-v', 'nmany=0', '-f', "$bench/setup.sql",
+	  '-v', 'nhistory=50', '-v', 'ncold=0', '-v', 'nidle=0', '-v', 'nmany=0',
+	  '-f', "$bench/setup.sql",
 	  '-d', $primary->connstr('postgres') ],
 	'>', \$sout, '2>', \$serr)
   or die "bench/setup.sql failed: $serr";
 my $standby = fleetlm_standby($primary, 'repl_bench_standby', sync => 1);
 
 diag("replication on, synchronous standby on this machine, $clients clients, $secs s x $attempts");
-my ($on_sync, $plain_sync) = measure_pair($primary, 'on_sync', 'plain_sync');
+my ($on_sync, $plain_sync, $null_sync) = measure_set($primary,
+	[ 'on_sync', 'append_small.sql' ], [ 'plain_sync', 'plain_insert.sql' ],
+	[ 'null_sync', 'plain_null.sql' ]);
 
 # replication off, no standby
 set_sync_standby($primary, '');
@@ -113,14 +119,17 @@ $primary->append_conf('postgresql.conf', "fleetlm.replication = off\n");
 $primary->restart;
 wait_ready($primary);
 diag("replication off, no standby");
-my ($off, $plain_off) = measure_pair($primary, 'off', 'plain_off');
+my ($off, $plain_off) = measure_set($primary,
+	[ 'off', 'append_small.sql' ], [ 'plain_off', 'plain_insert.sql' ]);
 
 my $ratio = $on_sync / $plain_sync;
-diag(sprintf('RESULT on_sync %.0f plain_sync %.0f off %.0f plain_off %.0f msg/s',
-	$on_sync, $plain_sync, $off, $plain_off));
+diag(sprintf('RESULT on_sync %.0f plain_sync %.0f null_sync %.0f off %.0f plain_off %.0f msg/s',
+	$on_sync, $plain_sync, $null_sync, $off, $plain_off));
 diag(sprintf('GOAL append_small (replication on, sync standby) / one-statement insert (same standby) = %.2fx (goal >= 2x): %s',
 	$ratio, $ratio >= 2 ? 'MET' : 'MISSED'));
 diag(sprintf('COST replication on with a sync standby / replication off without = %.2fx; plain insert with / without the standby = %.2fx',
 	$on_sync / $off, $plain_sync / $plain_off));
+diag(sprintf('REFERENCE null_sync (the cheapest durable transaction, same standby) / plain_sync = %.2fx; on_sync / null_sync = %.2fx',
+	$null_sync / $plain_sync, $on_sync / $null_sync));
 $primary->stop;
 done_testing();
