@@ -196,6 +196,11 @@ like($refs, qr/^- plain_null .* at 32 clients: 2600 tps; \/ plain_sync 1300 = 2\
 	'reference: plain_null against the inserts, and append_small against it');
 like(references(index_results([ row(workload => 'plain_null', clients => 32, tps_sustained => 2600) ])), qr/^- plain_null .*: 2600 tps$/m,
 	'plain_null alone: its rate, no ratio');
+like(references(index_results([ row(workload => 'plain_null_pipelined', clients => 30, msgs_per_s_sustained => 9000),
+	row(workload => 'plain_pipelined', clients => 30, msgs_per_s_sustained => 4000),
+	row(workload => 'append_pipelined', clients => 30, msgs_per_s_sustained => 6000) ])),
+	qr/^- plain_null_pipelined .* at 30 clients: 9000 msg\/s; \/ plain_pipelined 4000 = 2\.25x; append_pipelined \/ plain_null_pipelined = 6000 \/ 9000 = 0\.67x$/m,
+	'reference: plain_null_pipelined against plain_pipelined, and append_pipelined against it');
 
 # --- the driver rounds
 my @d = map {

@@ -387,7 +387,7 @@ sub results_table
 }
 
 # Reference ratios, not goals: PostgreSQL's cheapest durable transaction
-# (plain_null), the four-round-trip insert, the batches, mix and
+# (plain_null, and 5 of it pipelined), the four-round-trip insert, the batches, mix and
 # cold_replay against their baselines at 1 client.
 sub references
 {
@@ -403,6 +403,16 @@ sub references
 		$t .= "; / plain_sync $ps = " . ratio($n32, $ps) . 'x' if defined $ps;
 		$t .= "; / plain_async $pa = " . ratio($n32, $pa) . 'x' if defined $pa;
 		$t .= "; append_small / plain_null = $a32 / $n32 = " . ratio($a32, $n32) . 'x' if defined $a32;
+		$t .= "\n";
+	}
+	my $np = get($ix, 'plain_null_pipelined', 30, 'msgs_per_s_sustained');
+	if (defined $np)
+	{
+		my $pp = get($ix, 'plain_pipelined', 30, 'msgs_per_s_sustained');
+		my $ap = get($ix, 'append_pipelined', 30, 'msgs_per_s_sustained');
+		$t .= "- plain_null_pipelined (5 WAL messages in one pgbench pipeline, one commit flush) at 30 clients: $np msg/s";
+		$t .= "; / plain_pipelined $pp = " . ratio($np, $pp) . 'x' if defined $pp;
+		$t .= "; append_pipelined / plain_null_pipelined = $ap / $np = " . ratio($ap, $np) . 'x' if defined $ap;
 		$t .= "\n";
 	}
 	for my $b ('plain4_sync', 'plain4_async')
