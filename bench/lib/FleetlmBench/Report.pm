@@ -387,32 +387,34 @@ sub results_table
 }
 
 # Reference ratios, not goals: PostgreSQL's cheapest durable transaction
-# (plain_null, and 5 of it pipelined), the four-round-trip insert, the batches, mix and
-# cold_replay against their baselines at 1 client.
+# (plain_null, and 5 of it pipelined) against the inserts and fleetlm, the
+# four-round-trip insert, the batches, mix and cold_replay against their
+# baselines at 1 client.
 sub references
 {
 	my ($ix) = @_;
 	my $t = '';
 	my $a32 = get($ix, 'append_small', 32, 'msgs_per_s_sustained');
-	my $n32 = get($ix, 'plain_null', 32, 'tps_sustained');
-	if (defined $n32)
+	# [ reference, clients, its rate column and unit, what it is, the
+	#   inserts it is compared with, the fleetlm workload compared with it ]
+	for my $n ([ 'plain_null', 32, 'tps_sustained', 'tps',
+			'a WAL message and its commit flush, no table: the cheapest durable transaction',
+			[ 'plain_sync', 'plain_async' ], 'append_small' ],
+		[ 'plain_null_pipelined', 30, 'msgs_per_s_sustained', 'msg/s',
+			'5 WAL messages in one pgbench pipeline, one commit flush',
+			[ 'plain_pipelined' ], 'append_pipelined' ])
 	{
-		my $ps = get($ix, 'plain_sync', 32, 'msgs_per_s_sustained');
-		my $pa = get($ix, 'plain_async', 32, 'msgs_per_s_sustained');
-		$t .= "- plain_null (a WAL message and its commit flush, no table: the cheapest durable transaction) at 32 clients: $n32 tps";
-		$t .= "; / plain_sync $ps = " . ratio($n32, $ps) . 'x' if defined $ps;
-		$t .= "; / plain_async $pa = " . ratio($n32, $pa) . 'x' if defined $pa;
-		$t .= "; append_small / plain_null = $a32 / $n32 = " . ratio($a32, $n32) . 'x' if defined $a32;
-		$t .= "\n";
-	}
-	my $np = get($ix, 'plain_null_pipelined', 30, 'msgs_per_s_sustained');
-	if (defined $np)
-	{
-		my $pp = get($ix, 'plain_pipelined', 30, 'msgs_per_s_sustained');
-		my $ap = get($ix, 'append_pipelined', 30, 'msgs_per_s_sustained');
-		$t .= "- plain_null_pipelined (5 WAL messages in one pgbench pipeline, one commit flush) at 30 clients: $np msg/s";
-		$t .= "; / plain_pipelined $pp = " . ratio($np, $pp) . 'x' if defined $pp;
-		$t .= "; append_pipelined / plain_null_pipelined = $ap / $np = " . ratio($ap, $np) . 'x' if defined $ap;
+		my ($w, $c, $col, $unit, $what, $bases, $fleet) = @$n;
+		my $r = get($ix, $w, $c, $col);
+		next unless defined $r;
+		$t .= "- $w ($what) at $c clients: $r $unit";
+		for my $b (@$bases)
+		{
+			my $x = get($ix, $b, $c, 'msgs_per_s_sustained');
+			$t .= "; / $b $x = " . ratio($r, $x) . 'x' if defined $x;
+		}
+		my $f = get($ix, $fleet, $c, 'msgs_per_s_sustained');
+		$t .= "; $fleet / $w = $f / $r = " . ratio($f, $r) . 'x' if defined $f;
 		$t .= "\n";
 	}
 	for my $b ('plain4_sync', 'plain4_async')
